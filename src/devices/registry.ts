@@ -1,0 +1,66 @@
+/**
+ * The device types dmaworks can instantiate, by `-device` name.
+ *
+ * @module
+ */
+
+import type { DeviceDescriptor, DeviceFactory } from "./device_model.ts";
+import { EDU_DESCRIPTOR, EduDevice } from "./edu.ts";
+
+/** A device type: its static description and how to build its model. */
+export interface DeviceType {
+  /** Static description (PCI identity, regions, interrupts). */
+  readonly descriptor: DeviceDescriptor;
+  /** Builds the model inside its host (a device worker). */
+  readonly create: DeviceFactory;
+  /** The `-device` properties the type accepts (besides the generic ones). */
+  readonly properties: readonly string[];
+}
+
+const TYPES: ReadonlyMap<string, DeviceType> = new Map<string, DeviceType>([
+  ["edu", {
+    descriptor: EDU_DESCRIPTOR,
+    create: (env, properties) => new EduDevice(env, properties),
+    properties: ["dma_mask"],
+  }],
+]);
+
+/**
+ * Device types that are named by QEMU's syntax but arrive with later work.
+ * Naming one gives a clear "not available yet" error.
+ */
+export const PLANNED_DEVICE_TYPES: readonly string[] = ["piix3-ide", "ide-hd", "e1000"];
+
+/**
+ * Looks up a device type.
+ *
+ * @param name The `-device` name.
+ * @returns The type, or `undefined` when unknown.
+ *
+ * @example
+ * ```ts
+ * import { deviceType } from "./registry.ts";
+ * import { equal } from "node:assert/strict";
+ * equal(deviceType("edu")?.descriptor.pci.vendorId, 0x1234);
+ * equal(deviceType("nope"), undefined);
+ * ```
+ */
+export function deviceType(name: string): DeviceType | undefined {
+  return TYPES.get(name);
+}
+
+/**
+ * The names of every available device type.
+ *
+ * @returns The names, sorted.
+ *
+ * @example
+ * ```ts
+ * import { deviceTypeNames } from "./registry.ts";
+ * import { ok } from "node:assert/strict";
+ * ok(deviceTypeNames().includes("edu"));
+ * ```
+ */
+export function deviceTypeNames(): string[] {
+  return [...TYPES.keys()].sort();
+}

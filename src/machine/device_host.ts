@@ -1,0 +1,360 @@
+/**
+ * The main isolate's handle on one device worker: starts it, forwards
+ * register accesses through its mailbox, mirrors Bus Master Enable into
+ * shared memory, and turns a worker that dies or hangs into a reported,
+ * guest-visible failure instead of a crash or a hang.
+ *
+ * @module
+ */
+
+import type { DeviceDescriptor } from "../devices/device_model.ts";
+import type { GuestMemoryDescriptor } from "../memory/guest_memory.ts";
+import { ringDoorbell, WAKE_MESSAGE } from "../shared/doorbell.ts";
+import {
+  RequestOp,
+  ResponseStatus,
+  TARGET_BLOCK_WORDS,
+  TargetCtrl,
+  TargetState,
+} from "../shared/layout.ts";
+import { failTarget, RingWriter } from "../shared/register_ring.ts";
+import type { DeviceControl, DeviceInit, DeviceMessage } from "./device_runtime.ts";
+import type { MainHub } from "./main_hub.ts";
+
+/** Deno permissions for a worker (`"none"` or a descriptor). */
+export type WorkerPermissions = "none" | "inherit" | Record<string, boolean | string[]>;
+
+/** How a device worker is created. */
+export interface DeviceHostOptions {
+  /** Instance id (`-device …,id=`). */
+  readonly id: string;
+  /** The device type. */
+  readonly descriptor: DeviceDescriptor;
+  /** `-device` properties for the model. */
+  readonly properties: Readonly<Record<string, string>>;
+  /** Guest RAM. */
+  readonly memory: GuestMemoryDescriptor;
+  /** The machine block. */
+  readonly machineBlock: SharedArrayBuffer;
+  /** PCI requester id. */
+  readonly requesterId: number;
+  /** Interrupt source per interrupt output. */
+  readonly irqSources: readonly number[];
+  /** Deno permissions for the worker (default none). */
+  readonly permissions?: WorkerPermissions;
+  /** Apply `permissions` (needs the unstable `worker-options` feature). */
+  readonly narrowPermissions: boolean;
+  /** How long a register read may take before the device counts as hung (ms). */
+  readonly accessTimeoutMs: number;
+  /** Called for device log lines. */
+  readonly onLog: (message: string) => void;
+  /** Called once when the device fails. */
+  readonly onFailure: (reason: string) => void;
+}
+
+const WORKER_URL = new URL("../../workers/device_worker.ts", import.meta.url);
+
+/**
+ * Creates a module worker. With `narrow: true` the worker gets exactly
+ * `permissions` (Deno's per-worker permissions, which need the unstable
+ * `worker-options` feature: `"unstable": ["worker-options"]` in deno.json or
+ * `--unstable-worker-options`; without it Deno exits the process, and nothing
+ * in the runtime reveals whether it is on, so callers must opt in). Otherwise
+ * the worker inherits the process's permissions.
+ *
+ * @param url Worker module.
+ * @param options Name, permissions and whether to apply them.
+ * @returns The worker.
+ *
+ * @example
+ * ```ts
+ * import { createWorker } from "./device_host.ts";
+ * const worker = createWorker(
+ *   new URL("data:text/javascript,self.close()"),
+ *   { name: "demo", permissions: "none", narrow: false },
+ * );
+ * worker.terminate();
+ * ```
+ */
+export function createWorker(
+  url: URL,
+  options: { name: string; permissions: WorkerPermissions; narrow: boolean },
+): Worker {
+  if (!options.narrow) return new Worker(url, { type: "module", name: options.name });
+  return new Worker(url, {
+    type: "module",
+    name: options.name,
+    // @ts-ignore: Deno's worker options (unstable "worker-options")
+    deno: { permissions: options.permissions },
+  });
+}
+
+/**
+ * One device worker, seen from the main isolate.
+ *
+ * @example
+ * ```ts
+ * import { DeviceHost } from "./device_host.ts";
+ * import { MainHub } from "./main_hub.ts";
+ * import { EDU_DESCRIPTOR } from "../devices/edu.ts";
+ * import { GuestMemory } from "../memory/guest_memory.ts";
+ * import { MACHINE_BLOCK_WORDS } from "../shared/layout.ts";
+ * import { equal } from "node:assert/strict";
+ * const hub = new MainHub();
+ * const host = new DeviceHost(hub, {
+ *   id: "edu0", descriptor: EDU_DESCRIPTOR, properties: {},
+ *   memory: new GuestMemory({ size: 1 << 20 }).descriptor(),
+ *   machineBlock: new SharedArrayBuffer(MACHINE_BLOCK_WORDS * 4),
+ *   requesterId: 0x20, irqSources: [0], accessTimeoutMs: 5000, narrowPermissions: false,
+ *   onLog: () => {}, onFailure: () => {},
+ * });
+ * try {
+ *   await host.start();
+ *   equal(await host.read(0, 0, 4), 0x010000edn);
+ * } finally {
+ *   await host.close();
+ *   hub.close();
+ * }
+ * ```
+ */
+export class DeviceHost {
+  /** Instance id. */
+  readonly id: string;
+  /** The device's target block (mailbox rings and control words). */
+  readonly block: SharedArrayBuffer;
+  #options: DeviceHostOptions;
+  #hub: MainHub;
+  #words: Int32Array;
+  #writer: RingWriter;
+  #worker: Worker | undefined;
+  #queue: Promise<unknown> = Promise.resolve();
+  #failure: string | undefined;
+  #ready: { resolve: () => void; reject: (e: Error) => void } | undefined;
+  #stopped: (() => void) | undefined;
+
+  /**
+   * @param hub The main hub (waits and wake-ups).
+   * @param options What to run and how.
+   */
+  constructor(hub: MainHub, options: DeviceHostOptions) {
+    this.id = options.id;
+    this.#options = options;
+    this.#hub = hub;
+    this.block = new SharedArrayBuffer(TARGET_BLOCK_WORDS * 4);
+    this.#words = new Int32Array(this.block);
+    this.#writer = new RingWriter(this.#words, 0);
+  }
+
+  /** Why the device failed, if it did. */
+  get failure(): string | undefined {
+    return this.#failure;
+  }
+
+  /** The device's state (a `TargetState`). */
+  get state(): number {
+    return Atomics.load(this.#words, TargetCtrl.STATE);
+  }
+
+  /** Starts the worker and waits until the model is ready. */
+  async start(): Promise<void> {
+    const worker = createWorker(WORKER_URL, {
+      name: `device ${this.id}`,
+      permissions: this.#options.permissions ?? "none",
+      narrow: this.#options.narrowPermissions,
+    });
+    this.#worker = worker;
+    worker.onmessage = (event: MessageEvent<DeviceMessage | { type: "stopped" }>) =>
+      this.#onMessage(event.data);
+    worker.onerror = (event: ErrorEvent) => {
+      event.preventDefault();
+      this.fail(`Device ${this.id} crashed: ${event.message}`);
+    };
+    worker.onmessageerror = () => this.fail(`Device ${this.id} sent an unreadable message`);
+    const ready = new Promise<void>((resolve, reject) => (this.#ready = { resolve, reject }));
+    const init: DeviceInit = {
+      type: "init",
+      deviceType: this.#options.descriptor.type,
+      id: this.id,
+      properties: this.#options.properties,
+      memory: this.#options.memory,
+      target: this.block,
+      machine: this.#options.machineBlock,
+      main: this.#hub.block,
+      requesterId: this.#options.requesterId,
+      irqSources: this.#options.irqSources,
+    };
+    worker.postMessage(init satisfies DeviceControl);
+    await ready;
+  }
+
+  #onMessage(message: DeviceMessage | { type: "stopped" }): void {
+    if (message === WAKE_MESSAGE) {
+      this.#hub.wake();
+      return;
+    }
+    switch (message.type) {
+      case "ready":
+        this.#ready?.resolve();
+        this.#ready = undefined;
+        break;
+      case "log":
+        this.#options.onLog(message.message);
+        break;
+      case "fatal":
+        this.fail(message.message);
+        break;
+      case "stopped":
+        this.#stopped?.();
+        break;
+    }
+  }
+
+  /**
+   * Marks the device failed: its worker is terminated (so it can no longer
+   * touch memory), waiting producers get all-ones, and the machine is told.
+   *
+   * @param reason Why.
+   */
+  fail(reason: string): void {
+    if (this.#failure !== undefined) return;
+    this.#failure = reason;
+    failTarget(this.#words);
+    this.#worker?.terminate();
+    this.#ready?.reject(new Error(reason));
+    this.#ready = undefined;
+    this.#stopped?.();
+    this.#hub.wake();
+    this.#options.onFailure(reason);
+  }
+
+  /**
+   * Mirrors the function's Bus Master Enable bit into shared memory.
+   *
+   * @param enabled The bit.
+   */
+  setBusMaster(enabled: boolean): void {
+    Atomics.store(this.#words, TargetCtrl.BUS_MASTER, enabled ? 1 : 0);
+  }
+
+  /**
+   * Gives the worker the wake port of a new producer (a guest agent).
+   *
+   * @param port The device's end of the agent's wake channel.
+   */
+  attachProducer(port: MessagePort): void {
+    if (!this.#worker || this.#failure !== undefined) {
+      port.close();
+      return;
+    }
+    this.#worker.postMessage({ type: "attach-producer", port } satisfies DeviceControl, [port]);
+  }
+
+  /**
+   * Reads a register.
+   *
+   * @param region Region number.
+   * @param offset Offset in the region.
+   * @param size 1, 2, 4 or 8.
+   * @returns The value; all-ones if the device failed or hung.
+   */
+  read(region: number, offset: number, size: number): Promise<bigint> {
+    return this.#serial(async () => {
+      const status = await this.#request(RequestOp.Read, region, offset, size, 0n);
+      if (status !== ResponseStatus.Ok) {
+        return size === 8 ? 0xffff_ffff_ffff_ffffn : BigInt((2 ** (8 * size)) - 1);
+      }
+      const lo = BigInt(this.#writer.responseLo >>> 0);
+      const hi = BigInt(this.#writer.responseHi >>> 0);
+      const v = (hi << 32n) | lo;
+      return size === 8 ? v : v & BigInt(2 ** (8 * size) - 1);
+    });
+  }
+
+  /**
+   * Writes a register.
+   *
+   * @param region Region number.
+   * @param offset Offset in the region.
+   * @param size 1, 2, 4 or 8.
+   * @param value The value.
+   * @param options `sync: true` waits until the device has handled the write.
+   */
+  write(
+    region: number,
+    offset: number,
+    size: number,
+    value: bigint,
+    options: { sync?: boolean } = {},
+  ): Promise<void> {
+    return this.#serial(async () => {
+      await this.#request(
+        options.sync ? RequestOp.WriteSync : RequestOp.Write,
+        region,
+        offset,
+        size,
+        value,
+      );
+    });
+  }
+
+  #serial<T>(job: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(job, job);
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+
+  async #request(
+    op: number,
+    region: number,
+    offset: number,
+    size: number,
+    value: bigint,
+  ): Promise<number> {
+    if (this.#failure !== undefined || this.state !== TargetState.Running) {
+      return ResponseStatus.Failed;
+    }
+    const timeout = this.#options.accessTimeoutMs;
+    if (this.#writer.full) {
+      const ok = await this.#hub.until(
+        () => !this.#writer.full || this.#failure !== undefined,
+        timeout,
+      );
+      if (!ok) this.fail(`Device ${this.id} stopped taking requests (hung for ${timeout} ms)`);
+      if (this.#failure !== undefined) return ResponseStatus.Failed;
+    }
+    const v = BigInt.asUintN(64, value);
+    const seq = this.#writer.push(
+      op,
+      region,
+      offset | 0,
+      0,
+      size,
+      Number(v & 0xffff_ffffn) | 0,
+      Number(v >> 32n) | 0,
+    );
+    if (this.#worker) ringDoorbell(this.#words, this.#worker);
+    if (op === RequestOp.Write) return ResponseStatus.Ok;
+    const answered = await this.#hub.until(() => this.#writer.answered(seq), timeout);
+    if (!answered) {
+      this.fail(`Device ${this.id} did not answer a register access within ${timeout} ms`);
+      return ResponseStatus.Failed;
+    }
+    return this.#writer.responseStatus;
+  }
+
+  /** Stops the worker (gracefully, then by force). */
+  async close(): Promise<void> {
+    const worker = this.#worker;
+    if (!worker) return;
+    this.#worker = undefined;
+    if (this.#failure === undefined) {
+      const stopped = new Promise<void>((resolve) => (this.#stopped = resolve));
+      worker.postMessage({ type: "shutdown" } satisfies DeviceControl);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([stopped, new Promise<void>((r) => (timer = setTimeout(r, 2000)))]);
+      clearTimeout(timer);
+      Atomics.store(this.#words, TargetCtrl.STATE, TargetState.Stopped);
+    }
+    worker.terminate();
+  }
+}

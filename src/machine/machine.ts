@@ -1,0 +1,844 @@
+/**
+ * The Machine: guest RAM, the address map, PCI bus 0, interrupt lines, the
+ * device workers and guest agents, all owned by the main isolate, which never
+ * blocks.
+ *
+ * @module
+ */
+
+import type { DeviceDescriptor } from "../devices/device_model.ts";
+import { deviceType, PLANNED_DEVICE_TYPES } from "../devices/registry.ts";
+import { AddressMap, type AddressSpaceKind } from "../memory/address_map.ts";
+import { GuestMemory } from "../memory/guest_memory.ts";
+import {
+  formatPciAddress,
+  type PciAddress,
+  PciBus,
+  q35IntxLine,
+  requesterId,
+} from "../pci/pci_bus.ts";
+import { PciFunction } from "../pci/pci_function.ts";
+import { WAKE_MESSAGE } from "../shared/doorbell.ts";
+import { IrqLines } from "../shared/irq_lines.ts";
+import {
+  MACHINE_BLOCK_WORDS,
+  MAX_IRQ_SOURCES,
+  MAX_PRODUCERS,
+  RequestOp,
+  ResponseStatus,
+} from "../shared/layout.ts";
+import { RingReader } from "../shared/register_ring.ts";
+import { publishRoutes } from "../shared/route_table.ts";
+import { checkRange, FOUR_GIB } from "../util/address.ts";
+import type { AgentInit, AgentMessage } from "./agent_runtime.ts";
+import { createWorker, DeviceHost, type WorkerPermissions } from "./device_host.ts";
+import { MainHub } from "./main_hub.ts";
+import { VirtualClock } from "./virtual_clock.ts";
+
+/** One device of a machine configuration. */
+export interface DeviceConfig {
+  /** Device type, e.g. `edu`. */
+  type: string;
+  /** Instance id (default: type plus a number). */
+  id?: string;
+  /** PCI slot and function as QEMU writes them (`4`, `04.0`); default: the first free slot. */
+  addr?: string;
+  /** Type-specific properties (strings, as on the command line). */
+  properties?: Record<string, string>;
+}
+
+/** A machine configuration. */
+export interface MachineConfig {
+  /** Guest RAM in bytes (default 256 MiB). */
+  ramSize?: number;
+  /** Machine name (`-name`). */
+  name?: string;
+  /** Devices, in slot-assignment order. */
+  devices?: DeviceConfig[];
+  /** How long a register access may wait for a device before it counts as hung (ms, default 10000). */
+  accessTimeoutMs?: number;
+  /** Put the virtual clock under qtest control (default false). */
+  qtestClock?: boolean;
+  /**
+   * Run each device worker with only the Deno permissions it needs (none for
+   * edu). Needs the unstable `worker-options` feature (`"unstable":
+   * ["worker-options"]` in deno.json or `--unstable-worker-options`); Deno
+   * exits the process if it is off, so this defaults to `false`.
+   */
+  narrowWorkerPermissions?: boolean;
+}
+
+/** A device as the machine reports it. */
+export interface DeviceInfo {
+  /** Instance id. */
+  readonly id: string;
+  /** Device type. */
+  readonly type: string;
+  /** PCI address, e.g. `00:04.0`. */
+  readonly address: string;
+  /** PCI requester id. */
+  readonly requesterId: number;
+  /** Interrupt lines (GSIs) the device drives. */
+  readonly irqLines: readonly number[];
+  /** Why the device failed, if it did. */
+  readonly failure?: string;
+}
+
+/** Something that happened in the machine. */
+export type MachineEvent =
+  | { readonly type: "log"; readonly source: string; readonly message: string }
+  | { readonly type: "device-failed"; readonly id: string; readonly reason: string }
+  | { readonly type: "irq"; readonly line: number; readonly level: boolean };
+
+/** Options for {@linkcode Machine.runGuest}. */
+export interface RunGuestOptions {
+  /** Options passed to the program. */
+  options?: Record<string, string>;
+  /** Kill the agent after this long (ms, default: no limit). */
+  timeoutMs?: number;
+}
+
+/** A register region served by the main isolate itself. */
+interface LocalRegion {
+  read(offset: number, size: number): bigint;
+  write(offset: number, size: number, value: bigint): void;
+}
+
+interface MachineDevice {
+  readonly id: string;
+  readonly descriptor: DeviceDescriptor;
+  readonly address: PciAddress;
+  readonly fn: PciFunction;
+  readonly host: DeviceHost;
+  readonly regionIds: number[];
+  readonly irqSources: number[];
+  readonly irqLines: number[];
+}
+
+const AGENT_URL = new URL("../../workers/agent_worker.ts", import.meta.url);
+
+function ones(size: number): bigint {
+  return (1n << BigInt(8 * size)) - 1n;
+}
+
+function parseAddr(text: string): PciAddress {
+  const m = /^(?:0*([0-9a-f]{1,2}))(?:\.([0-7]))?$/i.exec(text.trim());
+  if (!m) throw new Error(`Invalid PCI address '${text}': expected SLOT or SLOT.FN, e.g. 04.0`);
+  const device = parseInt(m[1]!, 16);
+  if (device > 31) throw new Error(`Invalid PCI address '${text}': slot must be 0 to 1f`);
+  return { device, function: m[2] ? Number(m[2]) : 0 };
+}
+
+/**
+ * A machine: RAM, the address map, PCI, interrupts, device workers and
+ * guest agents.
+ *
+ * @example Start a machine with an edu device and read its id register
+ * ```ts
+ * import { Machine } from "./machine.ts";
+ * import { equal } from "node:assert/strict";
+ * await using machine = await Machine.create({ devices: [{ type: "edu", addr: "04.0" }] });
+ * // Program BAR0 and enable memory decoding through config mechanism #1.
+ * await machine.out(0xcf8, 4, 0x80002010);
+ * await machine.out(0xcfc, 4, 0xfe000000);
+ * await machine.out(0xcf8, 4, 0x80002004);
+ * await machine.out(0xcfc, 2, 0x0002);
+ * equal(await machine.read(0xfe000000, 4), 0x010000edn);
+ * ```
+ */
+export class Machine {
+  /** Guest RAM. */
+  readonly memory: GuestMemory;
+  /** MMIO and port regions. */
+  readonly addressMap: AddressMap;
+  /** PCI bus 0. */
+  readonly pci: PciBus;
+  /** Interrupt lines. */
+  readonly irq: IrqLines;
+  /** The virtual clock. */
+  readonly clock: VirtualClock;
+  /** The machine's name. */
+  readonly name: string;
+  #config: MachineConfig;
+  #hub: MainHub;
+  #machineBlock: SharedArrayBuffer;
+  #devices: MachineDevice[] = [];
+  #local: LocalRegion[] = [];
+  #listeners: Array<(event: MachineEvent) => void> = [];
+  #agentReader: RingReader;
+  #agentBusy = new Set<number>();
+  #freeAgents: number[] = [];
+  #agents = new Map<number, Worker>();
+  #started = false;
+  #stopped = false;
+  #irqSeen = -1;
+  #irqMask = 0;
+  #nextSource = 0;
+
+  /**
+   * Builds a machine (no workers yet: call {@linkcode Machine.start}).
+   *
+   * @param config The configuration.
+   */
+  constructor(config: MachineConfig = {}) {
+    this.#config = config;
+    this.name = config.name ?? "dmaworks";
+    this.memory = new GuestMemory(config.ramSize === undefined ? {} : { size: config.ramSize });
+    this.#machineBlock = new SharedArrayBuffer(MACHINE_BLOCK_WORDS * 4);
+    const machineWords = new Int32Array(this.#machineBlock);
+    this.irq = new IrqLines(machineWords);
+    this.irq.clear();
+    this.clock = new VirtualClock({ qtest: config.qtestClock ?? false });
+    this.#hub = new MainHub();
+    this.#agentReader = new RingReader(this.#hub.words);
+    for (let i = MAX_PRODUCERS - 1; i >= 1; i--) this.#freeAgents.push(i);
+    this.addressMap = new AddressMap();
+    this.addressMap.onChange(() => publishRoutes(machineWords, this.addressMap.regions));
+    this.pci = new PciBus();
+    this.#addChipsetRegions();
+    for (const device of config.devices ?? []) this.#addDevice(device);
+    this.#hub.addTask({ step: () => this.#serveAgents(), hasWork: () => this.#agentWork() });
+    this.#hub.addTask({
+      step: () => this.#watchIrq(),
+      hasWork: () => this.irq.seq !== this.#irqSeen,
+    });
+    this.#irqSeen = this.irq.seq;
+  }
+
+  /**
+   * Builds and starts a machine.
+   *
+   * @param config The configuration.
+   * @returns The running machine.
+   */
+  static async create(config: MachineConfig = {}): Promise<Machine> {
+    const machine = new Machine(config);
+    try {
+      await machine.start();
+    } catch (error) {
+      await machine.stop();
+      throw error;
+    }
+    return machine;
+  }
+
+  /**
+   * Listens to machine events (logs, device failures, interrupt changes).
+   *
+   * @param listener Called for each event.
+   */
+  onEvent(listener: (event: MachineEvent) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  #emit(event: MachineEvent): void {
+    for (const listener of this.#listeners) listener(event);
+  }
+
+  /**
+   * Registers a region the main isolate serves itself (chipset registers,
+   * the IOMMU).
+   *
+   * @param options Name, space, size, base and handlers.
+   * @returns The region id in the address map.
+   */
+  addLocalRegion(options: {
+    name: string;
+    space: AddressSpaceKind;
+    size: number;
+    base: number;
+    maxAccess?: 4 | 8;
+    priority?: number;
+    region: LocalRegion;
+  }): number {
+    this.#local.push(options.region);
+    return this.addressMap.add({
+      name: options.name,
+      space: options.space,
+      size: options.size,
+      base: options.base,
+      target: 0,
+      targetRegion: this.#local.length - 1,
+      maxAccess: options.maxAccess ?? 4,
+      priority: options.priority ?? 0,
+    });
+  }
+
+  #addChipsetRegions(): void {
+    this.addLocalRegion({
+      name: "pci-conf-idx",
+      space: "pio",
+      size: 4,
+      base: 0xcf8,
+      region: {
+        read: (offset, size) =>
+          offset === 0 && size === 4 ? BigInt(this.pci.configAddress) : ones(size),
+        write: (offset, size, value) => {
+          if (offset === 0 && size === 4) this.pci.writeAddress(Number(value));
+        },
+      },
+    });
+    this.addLocalRegion({
+      name: "ich9-rst-cnt",
+      space: "pio",
+      size: 1,
+      base: 0xcf9,
+      priority: 1,
+      region: { read: () => 0n, write: () => {} },
+    });
+    this.addLocalRegion({
+      name: "pci-conf-data",
+      space: "pio",
+      size: 4,
+      base: 0xcfc,
+      region: {
+        read: (offset, size) => BigInt(this.pci.readData(offset, size)),
+        write: (offset, size, value) =>
+          this.pci.writeData(offset, size, Number(value & 0xffff_ffffn)),
+      },
+    });
+  }
+
+  #addDevice(config: DeviceConfig): void {
+    const type = deviceType(config.type);
+    if (!type) {
+      if (PLANNED_DEVICE_TYPES.includes(config.type)) {
+        throw new Error(`Device '${config.type}' is not available yet in this version of dmaworks`);
+      }
+      throw new Error(`Unknown device type '${config.type}'`);
+    }
+    const descriptor = type.descriptor;
+    for (const key of Object.keys(config.properties ?? {})) {
+      if (!type.properties.includes(key)) {
+        throw new Error(`Device '${config.type}' has no property '${key}'`);
+      }
+    }
+    const target = this.#devices.length + 1;
+    if (target >= 64) throw new Error("Cannot add more than 63 devices");
+    const address = config.addr !== undefined
+      ? parseAddr(config.addr)
+      : { device: this.pci.freeSlot(), function: 0 };
+    const id = config.id ??
+      `${config.type}${this.#devices.filter((d) => d.descriptor.type === config.type).length}`;
+    if (this.#devices.some((d) => d.id === id)) throw new Error(`Duplicate device id '${id}'`);
+    const fn = new PciFunction(descriptor.pci);
+    this.pci.add(address, fn);
+    const irqSources: number[] = [];
+    const irqLines: number[] = [];
+    for (const spec of descriptor.irqs) {
+      const source = this.#nextSource++;
+      if (source >= MAX_IRQ_SOURCES) throw new Error("Cannot add device: out of interrupt sources");
+      const line = spec.kind === "isa"
+        ? spec.line
+        : q35IntxLine(address.device, descriptor.pci.interruptPin ?? 1);
+      this.irq.route(source, line);
+      irqSources.push(source);
+      irqLines.push(line);
+      if (spec.kind === "intx") fn.setIntxSource(() => this.irq.sourceLevel(source));
+    }
+    const regionIds = descriptor.regions.map((region, index) =>
+      this.addressMap.add({
+        name: `${id}.${region.name}`,
+        space: region.kind,
+        size: region.size,
+        ...(region.fixedBase !== undefined ? { base: region.fixedBase } : {}),
+        target,
+        targetRegion: index,
+        maxAccess: region.maxAccess ?? 4,
+      })
+    );
+    const host = new DeviceHost(this.#hub, {
+      id,
+      descriptor,
+      properties: config.properties ?? {},
+      memory: this.memory.descriptor(),
+      machineBlock: this.#machineBlock,
+      requesterId: requesterId(address),
+      irqSources,
+      permissions: "none" satisfies WorkerPermissions,
+      narrowPermissions: this.#config.narrowWorkerPermissions ?? false,
+      accessTimeoutMs: this.#config.accessTimeoutMs ?? 10_000,
+      onLog: (message) => this.#emit({ type: "log", source: id, message }),
+      onFailure: (reason) => this.#emit({ type: "device-failed", id, reason }),
+    });
+    const device: MachineDevice = {
+      id,
+      descriptor,
+      address,
+      fn,
+      host,
+      regionIds,
+      irqSources,
+      irqLines,
+    };
+    fn.onWrite(() => this.#syncFunction(device));
+    this.#devices.push(device);
+  }
+
+  /** Applies a function's command register and BARs to the address map, BME and INTx mask. */
+  #syncFunction(device: MachineDevice): void {
+    const fn = device.fn;
+    const bars = fn.bars();
+    device.descriptor.regions.forEach((region, index) => {
+      if (region.bar === undefined) return;
+      const bar = bars.find((b) => b.spec.index === region.bar);
+      this.addressMap.move(device.regionIds[index]!, bar?.decoding ? bar.address : undefined);
+    });
+    device.host.setBusMaster(fn.busMaster);
+    device.descriptor.irqs.forEach((spec, pin) => {
+      if (spec.kind === "intx") this.irq.mask(device.irqSources[pin]!, fn.intxDisabled);
+    });
+  }
+
+  /** Starts every device worker. */
+  async start(): Promise<void> {
+    if (this.#started) return;
+    this.#started = true;
+    await Promise.all(this.#devices.map((d) => d.host.start()));
+  }
+
+  /** Stops every agent and device worker; idempotent. */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    for (const worker of this.#agents.values()) worker.terminate();
+    this.#agents.clear();
+    await Promise.all(this.#devices.map((d) => d.host.close()));
+    this.#hub.close();
+  }
+
+  /** Stops the machine (for `await using`). */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+
+  /**
+   * The machine's devices.
+   *
+   * @returns One entry per device.
+   */
+  devices(): DeviceInfo[] {
+    return this.#devices.map((d) => ({
+      id: d.id,
+      type: d.descriptor.type,
+      address: formatPciAddress(d.address),
+      requesterId: requesterId(d.address),
+      irqLines: d.irqLines,
+      ...(d.host.failure !== undefined ? { failure: d.host.failure } : {}),
+    }));
+  }
+
+  // ---- Bus accesses from the main isolate (qtest, tests, the API) ----
+
+  async #access(
+    space: AddressSpaceKind,
+    address: number,
+    size: number,
+    value?: bigint,
+  ): Promise<bigint> {
+    const write = value !== undefined;
+    if (space === "mmio" && this.memory.isRam(address, size)) {
+      return this.#ramAccess(address, size, value);
+    }
+    const hit = this.addressMap.lookup(space, address, size);
+    const partialRam = space === "mmio" &&
+      (this.memory.isRam(address) || this.memory.isRam(address + size - 1));
+    if (!hit || partialRam) {
+      if (size > 1 && (partialRam || this.#overlapsAnyRegion(space, address, size))) {
+        // No single region decodes the whole access: one byte at a time, like QEMU.
+        let result = 0n;
+        for (let i = 0; i < size; i++) {
+          const byte = write ? (value >> BigInt(8 * i)) & 0xffn : undefined;
+          const b = await this.#access(space, address + i, 1, byte);
+          result |= (b & 0xffn) << BigInt(8 * i);
+        }
+        return write ? 0n : result;
+      }
+      return write ? 0n : ones(size);
+    }
+    const region = hit.region;
+    if (region.target === 0) {
+      const local = this.#local[region.targetRegion]!;
+      if (size === 8 && region.maxAccess === 4) {
+        if (write) {
+          local.write(hit.offset, 4, value & 0xffff_ffffn);
+          local.write(hit.offset + 4, 4, value >> 32n);
+          return 0n;
+        }
+        return local.read(hit.offset, 4) | (local.read(hit.offset + 4, 4) << 32n);
+      }
+      if (write) {
+        local.write(hit.offset, size, value);
+        return 0n;
+      }
+      return local.read(hit.offset, size) & ones(size);
+    }
+    const device = this.#devices[region.target - 1]!;
+    if (write) {
+      // Main-isolate writes wait for the device (like a non-posted write) so
+      // that interrupt state is current when the caller continues.
+      await device.host.write(region.targetRegion, hit.offset, size, value, { sync: true });
+      this.#watchIrq();
+      return 0n;
+    }
+    const v = await device.host.read(region.targetRegion, hit.offset, size);
+    this.#watchIrq();
+    return v;
+  }
+
+  #ramAccess(address: number, size: number, value: bigint | undefined): bigint {
+    const m = this.memory;
+    if (value === undefined) {
+      switch (size) {
+        case 1:
+          return BigInt(m.read8(address));
+        case 2:
+          return BigInt(m.read16(address));
+        case 4:
+          return BigInt(m.read32(address));
+        default:
+          return m.read64(address);
+      }
+    }
+    switch (size) {
+      case 1:
+        m.write8(address, Number(value & 0xffn));
+        break;
+      case 2:
+        m.write16(address, Number(value & 0xffffn));
+        break;
+      case 4:
+        m.write32(address, Number(value & 0xffff_ffffn));
+        break;
+      default:
+        m.write64(address, value);
+    }
+    return 0n;
+  }
+
+  #overlapsAnyRegion(space: AddressSpaceKind, address: number, size: number): boolean {
+    for (let i = 0; i < size; i++) {
+      if (this.addressMap.lookup(space, address + i, 1)) return true;
+    }
+    return false;
+  }
+
+  #checkSize(size: number): void {
+    if (size !== 1 && size !== 2 && size !== 4 && size !== 8) {
+      throw new RangeError(`Invalid access size ${String(size)}: must be 1, 2, 4 or 8`);
+    }
+  }
+
+  /**
+   * Reads physical memory (RAM or MMIO) like a CPU.
+   *
+   * @param address Physical address.
+   * @param size 1, 2, 4 or 8 bytes.
+   * @returns The value; unassigned addresses read all-ones.
+   */
+  read(address: number, size: number): Promise<bigint> {
+    checkRange(address, size);
+    this.#checkSize(size);
+    return this.#access("mmio", address, size);
+  }
+
+  /**
+   * Writes physical memory (RAM or MMIO) like a CPU.
+   *
+   * @param address Physical address.
+   * @param size 1, 2, 4 or 8 bytes.
+   * @param value The value (truncated to `size`).
+   */
+  async write(address: number, size: number, value: bigint | number): Promise<void> {
+    checkRange(address, size);
+    this.#checkSize(size);
+    await this.#access("mmio", address, size, BigInt.asUintN(8 * size, BigInt(value)));
+  }
+
+  /**
+   * Reads an I/O port.
+   *
+   * @param port Port number.
+   * @param size 1, 2 or 4.
+   * @returns The value.
+   */
+  async in(port: number, size: number): Promise<number> {
+    this.#checkPort(port, size);
+    return Number(await this.#access("pio", port, size));
+  }
+
+  /**
+   * Writes an I/O port.
+   *
+   * @param port Port number.
+   * @param size 1, 2 or 4.
+   * @param value The value (truncated to `size`).
+   */
+  async out(port: number, size: number, value: number | bigint): Promise<void> {
+    this.#checkPort(port, size);
+    await this.#access("pio", port, size, BigInt.asUintN(8 * size, BigInt(value)));
+  }
+
+  #checkPort(port: number, size: number): void {
+    if (!Number.isInteger(port) || port < 0 || port > 0xffff) {
+      throw new RangeError(`Invalid I/O port ${String(port)}: must be 0 to 0xffff`);
+    }
+    if (size !== 1 && size !== 2 && size !== 4) {
+      throw new RangeError(`Invalid port access size ${String(size)}`);
+    }
+  }
+
+  /**
+   * Reads `length` bytes of physical memory: RAM directly, MMIO with the
+   * largest aligned accesses the region takes.
+   *
+   * @param address Physical address.
+   * @param length Number of bytes.
+   * @returns The bytes.
+   */
+  async readMemory(address: number, length: number): Promise<Uint8Array> {
+    checkRange(address, length);
+    const out = new Uint8Array(length);
+    let done = 0;
+    while (done < length) {
+      const a = address + done;
+      const ram = this.memory.ramRunLength(a, length - done);
+      if (ram > 0) {
+        this.memory.read(a, out.subarray(done, done + ram));
+        done += ram;
+        continue;
+      }
+      const size = this.#chunk(a, length - done);
+      const v = await this.#access("mmio", a, size);
+      for (let i = 0; i < size; i++) out[done + i] = Number((v >> BigInt(8 * i)) & 0xffn);
+      done += size;
+    }
+    return out;
+  }
+
+  /**
+   * Writes bytes to physical memory (RAM directly, MMIO in aligned chunks).
+   *
+   * @param address Physical address.
+   * @param data The bytes.
+   */
+  async writeMemory(address: number, data: Uint8Array): Promise<void> {
+    checkRange(address, data.length);
+    let done = 0;
+    while (done < data.length) {
+      const a = address + done;
+      const ram = this.memory.ramRunLength(a, data.length - done);
+      if (ram > 0) {
+        this.memory.write(a, data.subarray(done, done + ram));
+        done += ram;
+        continue;
+      }
+      const size = this.#chunk(a, data.length - done);
+      let v = 0n;
+      for (let i = size - 1; i >= 0; i--) v = (v << 8n) | BigInt(data[done + i]!);
+      await this.#access("mmio", a, size, v);
+      done += size;
+    }
+  }
+
+  /**
+   * Fills physical memory with a byte.
+   *
+   * @param address Physical address.
+   * @param length Number of bytes.
+   * @param value Byte value (default 0).
+   */
+  async fillMemory(address: number, length: number, value = 0): Promise<void> {
+    checkRange(address, length);
+    let done = 0;
+    while (done < length) {
+      const a = address + done;
+      const ram = this.memory.ramRunLength(a, length - done);
+      if (ram > 0) {
+        this.memory.fill(a, ram, value);
+        done += ram;
+        continue;
+      }
+      const size = this.#chunk(a, length - done);
+      let v = 0n;
+      for (let i = 0; i < size; i++) v = (v << 8n) | BigInt(value & 0xff);
+      await this.#access("mmio", a, size, v);
+      done += size;
+    }
+  }
+
+  /** The access size QEMU would use for an MMIO chunk at `address`. */
+  #chunk(address: number, left: number): number {
+    let size = 8;
+    while (size > left || address % size !== 0) size >>= 1;
+    const hit = this.addressMap.lookup("mmio", address, 1);
+    if (hit && size > hit.region.maxAccess) size = hit.region.maxAccess;
+    // Do not run into RAM that follows.
+    while (size > 1 && this.memory.ramRunLength(address + size - 1, 1) > 0) size >>= 1;
+    return size;
+  }
+
+  // ---- Interrupts ----
+
+  #watchIrq(): boolean {
+    const seq = this.irq.seq;
+    if (seq === this.#irqSeen) return false;
+    this.#irqSeen = seq;
+    const mask = this.irq.lineMask();
+    const changed = (mask ^ this.#irqMask) >>> 0;
+    this.#irqMask = mask;
+    for (let line = 0; line < 32; line++) {
+      if (changed & (1 << line)) {
+        this.#emit({ type: "irq", line, level: (mask & (1 << line)) !== 0 });
+      }
+    }
+    return true;
+  }
+
+  /**
+   * Waits (without blocking) until interrupt line `line` is asserted.
+   *
+   * @param line GSI.
+   * @param timeoutMs Give up after this long.
+   * @returns Whether the line is asserted.
+   */
+  waitIrq(line: number, timeoutMs = 5000): Promise<boolean> {
+    return this.#hub.until(() => this.irq.lineLevel(line), timeoutMs);
+  }
+
+  // ---- Guest agents ----
+
+  #agentWork(): boolean {
+    for (let k = 1; k < MAX_PRODUCERS; k++) {
+      if (!this.#agentBusy.has(k) && this.#agentReader.hasWorkFor(k)) return true;
+    }
+    return false;
+  }
+
+  #serveAgents(): boolean {
+    let did = false;
+    for (let k = 1; k < MAX_PRODUCERS; k++) {
+      while (!this.#agentBusy.has(k)) {
+        const r = this.#agentReader.take(k);
+        if (!r) break;
+        did = true;
+        const { op, seq } = r;
+        const space: AddressSpaceKind = r.region === 1 ? "pio" : "mmio";
+        const address = (r.offsetHi >>> 0) * FOUR_GIB + (r.offsetLo >>> 0);
+        const size = r.size;
+        const value = op === RequestOp.Read
+          ? undefined
+          : (BigInt(r.valueHi >>> 0) << 32n) | BigInt(r.valueLo >>> 0);
+        this.#agentBusy.add(k);
+        const answer = (status: number, v: bigint) => {
+          this.#agentReader.respond(
+            k,
+            seq,
+            status,
+            Number(v & 0xffff_ffffn) | 0,
+            Number(v >> 32n) | 0,
+          );
+          this.#agentBusy.delete(k);
+          this.#hub.wake();
+        };
+        this.#access(
+          space,
+          address,
+          size,
+          value === undefined ? undefined : BigInt.asUintN(8 * size, value),
+        )
+          .then(
+            (v) => {
+              if (op !== RequestOp.Write) answer(ResponseStatus.Ok, v);
+              else {
+                this.#agentBusy.delete(k);
+                this.#hub.wake();
+              }
+            },
+            (error) => {
+              this.#emit({
+                type: "log",
+                source: "machine",
+                message: `Agent access failed: ${error}`,
+              });
+              answer(ResponseStatus.Failed, ones(Math.min(size, 8)));
+            },
+          );
+      }
+    }
+    return did;
+  }
+
+  /**
+   * Runs a guest program in a new guest agent (vCPU worker) and returns its
+   * result. The program module's default export receives a {@linkcode Guest}.
+   *
+   * @param program URL of the program module.
+   * @param options Program options and a time limit.
+   * @returns What the program returned.
+   */
+  async runGuest(program: URL | string, options: RunGuestOptions = {}): Promise<unknown> {
+    if (!this.#started || this.#stopped) {
+      throw new Error("Cannot run a guest program: the machine is not running");
+    }
+    const index = this.#freeAgents.pop();
+    if (index === undefined) {
+      throw new Error(`Cannot run more than ${MAX_PRODUCERS - 1} guest agents at once`);
+    }
+    const ports: MessagePort[] = [];
+    for (const device of this.#devices) {
+      const channel = new MessageChannel();
+      ports.push(channel.port1);
+      device.host.attachProducer(channel.port2);
+    }
+    const worker = createWorker(AGENT_URL, {
+      name: `agent ${index}`,
+      permissions: "inherit",
+      narrow: false,
+    });
+    this.#agents.set(index, worker);
+    const init: AgentInit = {
+      type: "init",
+      index,
+      memory: this.memory.descriptor(),
+      machine: this.#machineBlock,
+      targets: [this.#hub.block, ...this.#devices.map((d) => d.host.block)],
+      ports,
+      program: program.toString(),
+      options: options.options ?? {},
+      accessTimeoutMs: this.#config.accessTimeoutMs ?? 10_000,
+    };
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      return await new Promise<unknown>((resolve, reject) => {
+        worker.onmessage = (event: MessageEvent<AgentMessage>) => {
+          const m = event.data;
+          if (m === WAKE_MESSAGE) this.#hub.wake();
+          else if (m.type === "log") {
+            this.#emit({ type: "log", source: `agent${index}`, message: m.message });
+          } else if (m.type === "done") resolve(m.result);
+          else if (m.type === "error") reject(new Error(`Guest program failed: ${m.message}`));
+        };
+        worker.onerror = (event) => {
+          event.preventDefault();
+          reject(new Error(`Guest agent crashed: ${event.message}`));
+        };
+        if (options.timeoutMs !== undefined) {
+          timer = setTimeout(
+            () => reject(new Error(`Guest program timed out after ${options.timeoutMs} ms`)),
+            options.timeoutMs,
+          );
+        }
+        worker.postMessage(init, ports);
+      });
+    } finally {
+      clearTimeout(timer);
+      worker.terminate();
+      this.#agents.delete(index);
+      // Requests the agent left behind are still served in order; sequence
+      // numbers live in the rings, so the next agent with this index cannot
+      // mistake an old answer for its own.
+      this.#freeAgents.push(index);
+    }
+  }
+}

@@ -1,0 +1,295 @@
+/**
+ * Guest RAM: one SharedArrayBuffer shared by every agent, laid out like a
+ * q35 machine (RAM from 0 up to the PCI hole, the rest above 4 GiB).
+ *
+ * @module
+ */
+
+import { checkRange, FOUR_GIB, hex } from "../util/address.ts";
+
+/** Default guest RAM size: 256 MiB. */
+export const DEFAULT_RAM_SIZE: number = 256 * 1024 * 1024;
+
+/** One contiguous block of guest RAM in the guest-physical address space. */
+export interface RamBlock {
+  /** Guest-physical base address. */
+  readonly base: number;
+  /** Size in bytes. */
+  readonly size: number;
+  /** Byte offset of the block inside the SharedArrayBuffer. */
+  readonly offset: number;
+}
+
+/** Options for {@linkcode GuestMemory}. */
+export interface GuestMemoryOptions {
+  /** RAM size in bytes (default 256 MiB); a multiple of 4 KiB. */
+  size?: number;
+  /**
+   * How much RAM sits below 4 GiB at most. Defaults to the q35 rule: 2.75 GiB
+   * when the RAM is smaller than that, 2 GiB otherwise.
+   */
+  lowLimit?: number;
+}
+
+/** What a worker needs to attach to the same guest RAM. */
+export interface GuestMemoryDescriptor {
+  /** The RAM buffer. */
+  readonly buffer: SharedArrayBuffer;
+  /** Bytes of RAM below 4 GiB. */
+  readonly lowSize: number;
+}
+
+/** The q35 default below-4 GiB limit for RAM smaller than 2.75 GiB. */
+export const Q35_LOW_LIMIT_SMALL = 0xb000_0000;
+/** The q35 below-4 GiB limit once RAM reaches 2.75 GiB. */
+export const Q35_LOW_LIMIT_LARGE = 0x8000_0000;
+
+/**
+ * Returns the q35 split of `size` bytes of RAM into below- and above-4 GiB parts.
+ *
+ * @param size RAM size in bytes.
+ * @param lowLimit Optional override of the below-4 GiB limit.
+ * @returns The number of bytes below 4 GiB.
+ *
+ * @example
+ * ```ts
+ * import { q35LowSize } from "./guest_memory.ts";
+ * import { equal } from "node:assert/strict";
+ * equal(q35LowSize(256 * 2 ** 20), 256 * 2 ** 20);
+ * equal(q35LowSize(8 * 2 ** 30), 2 ** 31);
+ * ```
+ */
+export function q35LowSize(size: number, lowLimit?: number): number {
+  const limit = lowLimit ??
+    (size >= Q35_LOW_LIMIT_SMALL ? Q35_LOW_LIMIT_LARGE : Q35_LOW_LIMIT_SMALL);
+  return Math.min(size, limit);
+}
+
+/**
+ * Guest RAM in one SharedArrayBuffer.
+ *
+ * Creating it does not touch the pages: the operating system provides zero
+ * pages lazily, so an 8 GiB machine costs nothing until the guest writes.
+ * Every accessor is bounds-checked against the RAM blocks and throws a
+ * `RangeError` for addresses outside RAM; the machine's address space (not
+ * this class) turns such accesses into master aborts.
+ *
+ * @example Create RAM and access it
+ * ```ts
+ * import { GuestMemory } from "./guest_memory.ts";
+ * import { equal } from "node:assert/strict";
+ * const ram = new GuestMemory({ size: 16 * 1024 * 1024 });
+ * ram.write32(0x1000, 0xdeadbeef);
+ * equal(ram.read32(0x1000), 0xdeadbeef);
+ * equal(ram.read8(0x1000), 0xef);
+ * ```
+ */
+export class GuestMemory {
+  /** The shared buffer holding all RAM. */
+  readonly buffer: SharedArrayBuffer;
+  /** A byte view of the whole buffer. */
+  readonly bytes: Uint8Array<SharedArrayBuffer>;
+  /** Total RAM size in bytes. */
+  readonly size: number;
+  /** Bytes of RAM below 4 GiB (guest-physical 0 … lowSize). */
+  readonly lowSize: number;
+  /** Bytes of RAM above 4 GiB (guest-physical 4 GiB … 4 GiB + highSize). */
+  readonly highSize: number;
+  /** The RAM blocks in guest-physical order. */
+  readonly blocks: readonly RamBlock[];
+  #view: DataView<SharedArrayBuffer>;
+
+  /**
+   * Allocates guest RAM, or attaches to an existing buffer.
+   *
+   * @param options Size and layout, or a descriptor from {@linkcode GuestMemory.descriptor}.
+   */
+  constructor(options: GuestMemoryOptions | GuestMemoryDescriptor = {}) {
+    if ("buffer" in options) {
+      this.buffer = options.buffer;
+      this.size = options.buffer.byteLength;
+      this.lowSize = options.lowSize;
+    } else {
+      const size = options.size ?? DEFAULT_RAM_SIZE;
+      if (!Number.isSafeInteger(size) || size <= 0 || size % 4096 !== 0) {
+        throw new RangeError(
+          `Invalid RAM size ${String(size)}: must be a positive multiple of 4096`,
+        );
+      }
+      if (options.lowLimit !== undefined) {
+        const l = options.lowLimit;
+        if (!Number.isSafeInteger(l) || l <= 0 || l % 4096 !== 0 || l > Q35_LOW_LIMIT_SMALL) {
+          throw new RangeError(
+            `Invalid low RAM limit ${String(l)}: must be a multiple of 4096 up to 0xb0000000`,
+          );
+        }
+      }
+      try {
+        this.buffer = new SharedArrayBuffer(size);
+      } catch (error) {
+        throw new RangeError(
+          `Cannot allocate ${size} bytes of guest RAM: ${(error as Error).message}`,
+        );
+      }
+      this.size = size;
+      this.lowSize = q35LowSize(size, options.lowLimit);
+    }
+    if (!(this.lowSize > 0 && this.lowSize <= this.size)) {
+      throw new RangeError(`Invalid low RAM size ${String(this.lowSize)}`);
+    }
+    this.highSize = this.size - this.lowSize;
+    this.bytes = new Uint8Array(this.buffer);
+    this.#view = new DataView(this.buffer);
+    const blocks: RamBlock[] = [{ base: 0, size: this.lowSize, offset: 0 }];
+    if (this.highSize > 0) {
+      blocks.push({ base: FOUR_GIB, size: this.highSize, offset: this.lowSize });
+    }
+    this.blocks = blocks;
+  }
+
+  /**
+   * What another agent needs to attach to this RAM.
+   *
+   * @returns The shared buffer and layout.
+   */
+  descriptor(): GuestMemoryDescriptor {
+    return { buffer: this.buffer, lowSize: this.lowSize };
+  }
+
+  /** The first guest-physical address above all RAM. */
+  get top(): number {
+    return this.highSize > 0 ? FOUR_GIB + this.highSize : this.lowSize;
+  }
+
+  /**
+   * Returns the buffer offset of `address`, or -1 when the `length` bytes
+   * starting there are not all inside one RAM block.
+   *
+   * @param address Guest-physical address.
+   * @param length Number of bytes (default 1).
+   * @returns The offset into {@linkcode GuestMemory.buffer}, or -1.
+   */
+  offsetOf(address: number, length = 1): number {
+    if (address < this.lowSize) {
+      return address >= 0 && address + length <= this.lowSize ? address : -1;
+    }
+    if (address >= FOUR_GIB && address + length <= FOUR_GIB + this.highSize) {
+      return address - FOUR_GIB + this.lowSize;
+    }
+    return -1;
+  }
+
+  /**
+   * How many bytes from `address` (at most `max`) are RAM in one block.
+   *
+   * @param address Guest-physical address.
+   * @param max Upper bound of the answer.
+   * @returns The contiguous RAM length, 0 when `address` is not RAM.
+   */
+  ramRunLength(address: number, max: number): number {
+    if (address >= 0 && address < this.lowSize) return Math.min(max, this.lowSize - address);
+    if (address >= FOUR_GIB && address < FOUR_GIB + this.highSize) {
+      return Math.min(max, FOUR_GIB + this.highSize - address);
+    }
+    return 0;
+  }
+
+  /**
+   * Whether `length` bytes at `address` are all guest RAM (in one block).
+   *
+   * @param address Guest-physical address.
+   * @param length Number of bytes.
+   * @returns `true` when the whole range is RAM.
+   */
+  isRam(address: number, length = 1): boolean {
+    return this.offsetOf(address, length) >= 0;
+  }
+
+  #offset(address: number, length: number, op: string): number {
+    const offset = this.offsetOf(address, length);
+    if (offset < 0) {
+      checkRange(address, length);
+      throw new RangeError(`Cannot ${op} ${length} bytes at ${hex(address)}: outside guest RAM`);
+    }
+    return offset;
+  }
+
+  /** Reads a byte. @param address Guest-physical address. @returns The byte. */
+  read8(address: number): number {
+    return this.bytes[this.#offset(address, 1, "read")]!;
+  }
+  /** Reads a little-endian 16-bit value. @param address Guest-physical address. @returns The value. */
+  read16(address: number): number {
+    return this.#view.getUint16(this.#offset(address, 2, "read"), true);
+  }
+  /** Reads a little-endian 32-bit value. @param address Guest-physical address. @returns The value. */
+  read32(address: number): number {
+    return this.#view.getUint32(this.#offset(address, 4, "read"), true);
+  }
+  /** Reads a little-endian 64-bit value. @param address Guest-physical address. @returns The value. */
+  read64(address: number): bigint {
+    return this.#view.getBigUint64(this.#offset(address, 8, "read"), true);
+  }
+  /** Writes a byte. @param address Guest-physical address. @param value The byte. */
+  write8(address: number, value: number): void {
+    this.bytes[this.#offset(address, 1, "write")] = value;
+  }
+  /** Writes a little-endian 16-bit value. @param address Guest-physical address. @param value The value. */
+  write16(address: number, value: number): void {
+    this.#view.setUint16(this.#offset(address, 2, "write"), value, true);
+  }
+  /** Writes a little-endian 32-bit value. @param address Guest-physical address. @param value The value. */
+  write32(address: number, value: number): void {
+    this.#view.setUint32(this.#offset(address, 4, "write"), value, true);
+  }
+  /** Writes a little-endian 64-bit value. @param address Guest-physical address. @param value The value. */
+  write64(address: number, value: bigint): void {
+    this.#view.setBigUint64(this.#offset(address, 8, "write"), BigInt.asUintN(64, value), true);
+  }
+
+  /**
+   * Copies RAM at `address` into `dest`.
+   *
+   * @param address Guest-physical address.
+   * @param dest Destination buffer; its whole length is read.
+   */
+  read(address: number, dest: Uint8Array): void {
+    const offset = this.#offset(address, dest.length, "read");
+    dest.set(this.bytes.subarray(offset, offset + dest.length));
+  }
+
+  /**
+   * Copies `src` into RAM at `address`.
+   *
+   * @param address Guest-physical address.
+   * @param src Source bytes.
+   */
+  write(address: number, src: Uint8Array): void {
+    const offset = this.#offset(address, src.length, "write");
+    this.bytes.set(src, offset);
+  }
+
+  /**
+   * Fills `length` bytes at `address` with `value`.
+   *
+   * @param address Guest-physical address.
+   * @param length Number of bytes.
+   * @param value The byte value.
+   */
+  fill(address: number, length: number, value: number): void {
+    const offset = this.#offset(address, length, "fill");
+    this.bytes.fill(value, offset, offset + length);
+  }
+
+  /**
+   * A view of `length` bytes of RAM at `address` (no copy).
+   *
+   * @param address Guest-physical address.
+   * @param length Number of bytes.
+   * @returns A Uint8Array aliasing guest RAM.
+   */
+  view(address: number, length: number): Uint8Array<SharedArrayBuffer> {
+    const offset = this.#offset(address, length, "map");
+    return this.bytes.subarray(offset, offset + length);
+  }
+}

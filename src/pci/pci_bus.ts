@@ -1,0 +1,210 @@
+/**
+ * PCI bus 0 with the q35 host bridge and configuration mechanism #1
+ * (CONFIG_ADDRESS at port 0xCF8, CONFIG_DATA at 0xCFC–0xCFF).
+ *
+ * @module
+ */
+
+import { PciFunction, type PciFunctionSpec } from "./pci_function.ts";
+
+/** Port of CONFIG_ADDRESS. */
+export const PCI_CONFIG_ADDRESS_PORT = 0xcf8;
+/** Port of CONFIG_DATA. */
+export const PCI_CONFIG_DATA_PORT = 0xcfc;
+
+/**
+ * The q35 host bridge (8086:29c0) at 00:00.0, with its reset register values
+ * (GGC 0x50, PCIEXBAR 0x60, SMRAM 0x9d) as the reference machine shows them.
+ * Its chipset registers (0x40–0xff, except the SMRAM group) are plain
+ * read/write storage: dmaworks has no BIOS shadowing, SMM or ECAM to steer.
+ */
+export const Q35_HOST_BRIDGE: PciFunctionSpec = {
+  vendorId: 0x8086,
+  deviceId: 0x29c0,
+  classCode: 0x060000,
+  registers: { 0x50: 0x10, 0x63: 0xb0, 0x9d: 0x02, 0x9e: 0x38 },
+  registerWriteMask: Object.fromEntries(
+    Array.from({ length: 0xc0 }, (_, i) => 0x40 + i)
+      .filter((offset) => offset < 0x9c || offset > 0x9e)
+      .map((offset) => [offset, 0xff]),
+  ),
+};
+
+/** A bus:device.function address on bus 0. */
+export interface PciAddress {
+  /** Device (slot) number, 0–31. */
+  readonly device: number;
+  /** Function number, 0–7. */
+  readonly function: number;
+}
+
+/**
+ * Formats a device/function as QEMU does (`00:04.0`).
+ *
+ * @param address Slot and function.
+ * @returns The text.
+ *
+ * @example
+ * ```ts
+ * import { formatPciAddress } from "./pci_bus.ts";
+ * import { equal } from "node:assert/strict";
+ * equal(formatPciAddress({ device: 4, function: 0 }), "00:04.0");
+ * ```
+ */
+export function formatPciAddress(address: PciAddress): string {
+  return `00:${address.device.toString(16).padStart(2, "0")}.${address.function}`;
+}
+
+/**
+ * The requester id of a function on bus 0.
+ *
+ * @param address Slot and function.
+ * @returns `dev << 3 | fn`.
+ *
+ * @example
+ * ```ts
+ * import { requesterId } from "./pci_bus.ts";
+ * import { equal } from "node:assert/strict";
+ * equal(requesterId({ device: 4, function: 0 }), 0x20);
+ * ```
+ */
+export function requesterId(address: PciAddress): number {
+  return (address.device << 3) | address.function;
+}
+
+/**
+ * The q35 INTx routing: a PCI device in slot `slot` asserting pin `pin`
+ * (1 = INTA) drives PIRQ E–H, that is GSI 20–23, as `(slot + pin − 1) mod 4`.
+ *
+ * @param slot Device number.
+ * @param pin Interrupt pin, 1–4.
+ * @returns The GSI.
+ *
+ * @example
+ * ```ts
+ * import { q35IntxLine } from "./pci_bus.ts";
+ * import { equal } from "node:assert/strict";
+ * equal(q35IntxLine(4, 1), 20); // edu at 00:04.0
+ * equal(q35IntxLine(3, 1), 23); // e1000 at 00:03.0
+ * ```
+ */
+export function q35IntxLine(slot: number, pin: number): number {
+  return 20 + ((slot + pin - 1) % 4);
+}
+
+/**
+ * Bus 0 and configuration mechanism #1.
+ *
+ * CONFIG_ADDRESS is decoded only by 32-bit accesses to 0xCF8, as the PCI
+ * specification says (bits 1:0 read as 0); other accesses to 0xCF8–0xCFB do
+ * not reach it. CONFIG_DATA accepts every width at every byte offset.
+ *
+ * @example Read the host bridge id through the ports
+ * ```ts
+ * import { PciBus } from "./pci_bus.ts";
+ * import { equal } from "node:assert/strict";
+ * const bus = new PciBus();
+ * bus.writeAddress(0x80000000);
+ * equal(bus.readData(0, 4), 0x29c08086);
+ * equal(bus.readData(2, 2), 0x29c0);
+ * ```
+ */
+export class PciBus {
+  #functions = new Map<number, PciFunction>();
+  #address = 0;
+
+  /** Creates bus 0 with the host bridge at 00:00.0. */
+  constructor() {
+    this.add({ device: 0, function: 0 }, new PciFunction(Q35_HOST_BRIDGE));
+  }
+
+  /**
+   * Plugs a function in.
+   *
+   * @param address Where.
+   * @param fn The function.
+   */
+  add(address: PciAddress, fn: PciFunction): void {
+    if (
+      !(address.device >= 0 && address.device < 32 && address.function >= 0 && address.function < 8)
+    ) {
+      throw new RangeError(`Invalid PCI address ${formatPciAddress(address)}`);
+    }
+    const key = requesterId(address);
+    if (this.#functions.has(key)) {
+      throw new Error(`PCI address ${formatPciAddress(address)} is already in use`);
+    }
+    this.#functions.set(key, fn);
+  }
+
+  /**
+   * The function at `address`, if any.
+   *
+   * @param address Where.
+   * @returns The function.
+   */
+  get(address: PciAddress): PciFunction | undefined {
+    return this.#functions.get(requesterId(address));
+  }
+
+  /**
+   * The first free slot from `from` on.
+   *
+   * @param from First slot to consider.
+   * @returns The slot number.
+   */
+  freeSlot(from = 1): number {
+    for (let slot = from; slot < 32; slot++) {
+      if (!this.#functions.has(slot << 3)) return slot;
+    }
+    throw new Error("Cannot add a PCI device: bus 0 has no free slot");
+  }
+
+  /** CONFIG_ADDRESS as last written. */
+  get configAddress(): number {
+    return this.#address;
+  }
+
+  /**
+   * A 32-bit write to CONFIG_ADDRESS.
+   *
+   * @param value The value; bits 1:0 are read-only 0.
+   */
+  writeAddress(value: number): void {
+    this.#address = (value & ~0x3) >>> 0;
+  }
+
+  #target(offset: number): { fn: PciFunction; register: number } | undefined {
+    const a = this.#address;
+    if (!(a & 0x8000_0000)) return undefined;
+    if (((a >>> 16) & 0xff) !== 0) return undefined; // only bus 0 exists
+    const fn = this.#functions.get((a >>> 8) & 0xff);
+    if (!fn) return undefined;
+    return { fn, register: (a & 0xfc) + offset };
+  }
+
+  /**
+   * A read of CONFIG_DATA.
+   *
+   * @param offset Byte offset inside the data window (0–3).
+   * @param size 1, 2 or 4.
+   * @returns The value; all-ones when nothing answers.
+   */
+  readData(offset: number, size: number): number {
+    const t = this.#target(offset);
+    if (!t) return size === 4 ? 0xffff_ffff : (1 << (8 * size)) - 1;
+    return t.fn.read(t.register, size);
+  }
+
+  /**
+   * A write of CONFIG_DATA.
+   *
+   * @param offset Byte offset inside the data window (0–3).
+   * @param size 1, 2 or 4.
+   * @param value The value.
+   */
+  writeData(offset: number, size: number, value: number): void {
+    const t = this.#target(offset);
+    if (t) t.fn.write(t.register, size, value);
+  }
+}

@@ -1,0 +1,194 @@
+/**
+ * Every shared-memory layout of dmaworks, defined once, by name.
+ *
+ * All offsets are in 32-bit words of an `Int32Array` over the block's
+ * SharedArrayBuffer. Words that several agents touch are only ever accessed
+ * with `Atomics`; payload words guarded by a published index or sequence
+ * number may be accessed plainly by the side that owns them at that moment
+ * (see ARCHITECTURE.md, "Memory ordering").
+ *
+ * @module
+ */
+
+/** Bytes per word. */
+export const WORD = 4;
+
+/**
+ * The largest number of producers (main isolate + guest agents) that can talk
+ * to one target. Producer 0 is always the main isolate.
+ */
+export const MAX_PRODUCERS = 16;
+
+/** Lifecycle states of a target (a device worker or the main isolate). */
+export const TargetState = {
+  /** Not yet running. */
+  Starting: 0,
+  /** Running and serving requests. */
+  Running: 1,
+  /** Died, was terminated or timed out: reads answer all-ones. */
+  Failed: 2,
+  /** Shut down by the machine. */
+  Stopped: 3,
+} as const;
+
+/**
+ * Control words at the start of every target block (device worker or main).
+ */
+export const TargetCtrl = {
+  /** Incremented by producers after publishing work; the consumer waits on it. */
+  DOORBELL: 0,
+  /** A {@linkcode TargetState}. */
+  STATE: 1,
+  /** 1 when the device's PCI Bus Master Enable bit is set (written by main). */
+  BUS_MASTER: 2,
+  /** Invalidation generation requested by main (written by main only). */
+  INV_REQ_GEN: 3,
+  /** Invalidation generation acknowledged by the worker (written by the worker only). */
+  INV_ACK_GEN: 4,
+  /**
+   * 1 while the consumer is about to sleep waiting for a wake message; a
+   * producer that swaps it from 1 to 0 owes the consumer one wake message.
+   */
+  WAITING: 5,
+  /** Words reserved for the control area. */
+  SIZE: 16,
+} as const;
+
+/** Header words of one single-producer single-consumer register ring. */
+export const RingHeader = {
+  /** Next slot the consumer will take (written by the consumer). */
+  HEAD: 0,
+  /** Next slot the producer will fill (written by the producer). */
+  TAIL: 1,
+  /** Sequence number of the request the response words answer (written by the consumer). */
+  RESP_SEQ: 2,
+  /** Low 32 bits of a read's value. */
+  RESP_LO: 3,
+  /** High 32 bits of a read's value. */
+  RESP_HI: 4,
+  /** A {@linkcode ResponseStatus}. */
+  RESP_STATUS: 5,
+  /** The last sequence number the producer used (producer-owned). */
+  NEXT_SEQ: 6,
+  /** Header size in words. */
+  SIZE: 8,
+} as const;
+
+/** Words of one request slot in a ring. */
+export const RingSlot = {
+  /** A {@linkcode RequestOp}. */
+  OP: 0,
+  /** Region number inside the target, or the address space for address-routed requests. */
+  REGION: 1,
+  /** Offset inside the region (low 32 bits), or the address low word. */
+  OFFSET_LO: 2,
+  /** Address high word (address-routed requests only). */
+  OFFSET_HI: 3,
+  /** Access size in bytes. */
+  SIZE: 4,
+  /** Low 32 bits of a write's value. */
+  VAL_LO: 5,
+  /** High 32 bits of a write's value. */
+  VAL_HI: 6,
+  /** The request's sequence number (reads are answered with it). */
+  SEQ: 7,
+  /** Slot size in words. */
+  WORDS: 8,
+} as const;
+
+/** Request kinds carried in {@linkcode RingSlot.OP}. */
+export const RequestOp = {
+  /** Region read: answered through the response words. */
+  Read: 1,
+  /** Region write: posted, no answer. */
+  Write: 2,
+  /** Region write that is answered when done (non-posted: config and I/O writes). */
+  WriteSync: 3,
+} as const;
+
+/** Status of a response. */
+export const ResponseStatus = {
+  /** The access completed. */
+  Ok: 0,
+  /** Nothing decoded the access (reads return all-ones). */
+  Unassigned: 1,
+  /** The target failed; reads return all-ones. */
+  Failed: 2,
+} as const;
+
+/** Number of request slots in each ring (a power of two). */
+export const RING_SLOTS = 64;
+
+/** Words in one ring. */
+export const RING_WORDS: number = RingHeader.SIZE + RING_SLOTS * RingSlot.WORDS;
+
+/** Words of a whole target block: control words plus one ring per producer. */
+export const TARGET_BLOCK_WORDS: number = TargetCtrl.SIZE + MAX_PRODUCERS * RING_WORDS;
+
+/**
+ * Word offset of producer `producer`'s ring inside a target block.
+ *
+ * @param producer Producer index, 0 … {@linkcode MAX_PRODUCERS} − 1.
+ * @returns The word offset of the ring header.
+ *
+ * @example
+ * ```ts
+ * import { ringOffset, TargetCtrl } from "./layout.ts";
+ * import { equal } from "node:assert/strict";
+ * equal(ringOffset(0), TargetCtrl.SIZE);
+ * ```
+ */
+export function ringOffset(producer: number): number {
+  return TargetCtrl.SIZE + producer * RING_WORDS;
+}
+
+/** The largest number of interrupt sources (device INTx pins) in one machine. */
+export const MAX_IRQ_SOURCES = 64;
+/** The number of interrupt lines (GSIs) a machine has. */
+export const IRQ_LINES = 24;
+
+/** The machine block: interrupt state and the routing table guest agents read. */
+export const MachineBlock = {
+  /** Incremented on every interrupt-source change; waiters use it. */
+  IRQ_SEQ: 0,
+  /** First of {@linkcode MAX_IRQ_SOURCES} words: each source's level (0/1). */
+  IRQ_LEVEL: 16,
+  /** First of {@linkcode MAX_IRQ_SOURCES} words: each source's GSI, or -1 when unrouted. */
+  IRQ_ROUTE: 16 + MAX_IRQ_SOURCES,
+  /** First of {@linkcode MAX_IRQ_SOURCES} words: 1 when the source is masked (INTx Disable). */
+  IRQ_MASK: 16 + 2 * MAX_IRQ_SOURCES,
+  /** Route table version: odd while main rewrites it (a seqlock). */
+  ROUTE_VERSION: 16 + 3 * MAX_IRQ_SOURCES,
+  /** Number of valid route entries. */
+  ROUTE_COUNT: 17 + 3 * MAX_IRQ_SOURCES,
+  /** First route entry. */
+  ROUTE_BASE: 32 + 3 * MAX_IRQ_SOURCES,
+} as const;
+
+/** Words of one route-table entry (a mapped MMIO or PIO region). */
+export const RouteEntry = {
+  /** 0 = MMIO, 1 = PIO. */
+  SPACE: 0,
+  /** Base address, low word. */
+  BASE_LO: 1,
+  /** Base address, high word. */
+  BASE_HI: 2,
+  /** Size, low word. */
+  SIZE_LO: 3,
+  /** Size, high word. */
+  SIZE_HI: 4,
+  /** Target index (0 = main isolate, k = device k). */
+  TARGET: 5,
+  /** Region number inside the target. */
+  TARGET_REGION: 6,
+  /** Largest native access size. */
+  MAX_ACCESS: 7,
+  /** Entry size in words. */
+  WORDS: 8,
+} as const;
+
+/** The largest number of mapped regions the route table holds. */
+export const MAX_ROUTES = 128;
+
+/** Words of the machine block. */
+export const MACHINE_BLOCK_WORDS: number = MachineBlock.ROUTE_BASE + MAX_ROUTES * RouteEntry.WORDS;

@@ -145,6 +145,8 @@ export class EduDevice implements DeviceModel {
   #buffer = new Uint8Array(EDU_DMA_BUFFER_SIZE);
 
   /**
+   * Creates the device in its reset state.
+   *
    * @param env The host environment.
    * @param properties `-device edu` properties: `dma_mask` (default 0xfffffff, 28 bits, as QEMU).
    */

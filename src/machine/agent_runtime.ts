@@ -88,6 +88,8 @@ export class AgentBus implements Guest {
   #sleeper = new Int32Array(new SharedArrayBuffer(4));
 
   /**
+   * Creates the instance.
+   *
    * @param init The agent's init message.
    * @param toMain Where messages for the main isolate go.
    */

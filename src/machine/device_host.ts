@@ -133,6 +133,8 @@ export class DeviceHost {
   #stopped: (() => void) | undefined;
 
   /**
+   * Creates the instance.
+   *
    * @param hub The main hub (waits and wake-ups).
    * @param options What to run and how.
    */

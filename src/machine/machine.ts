@@ -98,9 +98,23 @@ export interface RunGuestOptions {
   timeoutMs?: number;
 }
 
-/** A register region served by the main isolate itself. */
-interface LocalRegion {
+/** A register region served by the main isolate itself (chipset registers, the IOMMU). */
+export interface LocalRegion {
+  /**
+   * Reads `size` bytes at `offset`.
+   *
+   * @param offset Offset in the region.
+   * @param size 1, 2, 4 or 8.
+   * @returns The value.
+   */
   read(offset: number, size: number): bigint;
+  /**
+   * Writes `size` bytes at `offset`.
+   *
+   * @param offset Offset in the region.
+   * @param size 1, 2, 4 or 8.
+   * @param value The value.
+   */
   write(offset: number, size: number, value: bigint): void;
 }
 

@@ -34,6 +34,8 @@ export class VirtualClock {
   #timers: Timer[] = [];
 
   /**
+   * Creates a clock at time 0.
+   *
    * @param options `qtest: true` stops the clock until stepped.
    */
   constructor(options: { qtest?: boolean } = {}) {

@@ -83,6 +83,8 @@ export class DoorbellWaiter {
   #resolve: (() => void) | undefined;
 
   /**
+   * Creates the instance.
+   *
    * @param ctrl The consumer's control words.
    */
   constructor(ctrl: Int32Array) {

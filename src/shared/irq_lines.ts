@@ -33,6 +33,8 @@ export class IrqLines {
   #onChange: (() => void) | undefined;
 
   /**
+   * Creates the instance.
+   *
    * @param block The machine block's words.
    * @param onChange Called after a source changes level (e.g. to wake main).
    */

@@ -80,6 +80,8 @@ export class RingWriter {
   #seq = 0;
 
   /**
+   * Creates the instance.
+   *
    * @param block The target block's words.
    * @param producer This producer's index.
    */
@@ -203,6 +205,8 @@ export class RingReader {
   #producers: number;
 
   /**
+   * Creates the instance.
+   *
    * @param block The target block's words.
    * @param producers How many rings to serve (default all).
    */

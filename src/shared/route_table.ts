@@ -98,6 +98,8 @@ export class RouteReader {
   #routes: Route[] = [];
 
   /**
+   * Creates the instance.
+   *
    * @param block The machine block's words.
    */
   constructor(block: Int32Array) {

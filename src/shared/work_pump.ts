@@ -45,6 +45,8 @@ export class WorkPump {
   #idleWaiters: Array<() => void> = [];
 
   /**
+   * Creates the instance.
+   *
    * @param ctrl The consumer's control words (for the WAITING flag).
    * @param handlers `step` does one round of work and says whether it did any;
    *   `hasWork` checks cheaply whether a step would do anything.

@@ -1,0 +1,265 @@
+/**
+ * The dmaworks command line: `deno task start` runs the default headless
+ * machine; QEMU-style options build other machines; `-qtest` serves QEMU's
+ * qtest protocol.
+ *
+ * @example Run the default machine
+ * ```sh
+ * deno run -A jsr:@dmaworks/dmaworks/cli
+ * ```
+ *
+ * @module
+ */
+
+import denoConfig from "../../deno.json" with { type: "json" };
+import { deviceType, deviceTypeNames, PLANNED_DEVICE_TYPES } from "../devices/registry.ts";
+import { type DeviceConfig, Machine, type MachineConfig } from "../machine/machine.ts";
+import {
+  type CommandLine,
+  CommandLineError,
+  HELP_TEXT,
+  parseCommandLine,
+  parseKeyValues,
+} from "./args.ts";
+
+/** Where the CLI writes. */
+export interface CliIo {
+  /** Normal output (summaries). */
+  readonly stdout: (text: string) => void;
+  /** Diagnostics and logs. */
+  readonly stderr: (text: string) => void;
+}
+
+const encoder = new TextEncoder();
+
+/** The process's standard streams. */
+export const PROCESS_IO: CliIo = {
+  stdout: (text) => void Deno.stdout.writeSync(encoder.encode(text)),
+  stderr: (text) => void Deno.stderr.writeSync(encoder.encode(text)),
+};
+
+/** Built-in workloads by name. */
+const WORKLOADS: Readonly<Record<string, URL>> = {
+  demo: new URL("../workloads/demo.ts", import.meta.url),
+};
+
+/** Devices of the machine `deno task start` runs when no -device is given. */
+export const DEFAULT_DEVICES: readonly DeviceConfig[] = [{ type: "edu", id: "edu0", addr: "04.0" }];
+
+const GENERIC_DEVICE_PROPERTIES = ["id", "addr", "bus"];
+
+function deviceConfig(driver: string, properties: ReadonlyMap<string, string>): DeviceConfig {
+  const type = deviceType(driver);
+  if (!type) {
+    if (PLANNED_DEVICE_TYPES.includes(driver)) {
+      throw new CommandLineError(
+        `Device '${driver}' is not available yet in this version of dmaworks`,
+      );
+    }
+    throw new CommandLineError(`Unknown device '${driver}' (see -device help)`);
+  }
+  const config: DeviceConfig = { type: driver };
+  const own: Record<string, string> = {};
+  for (const [key, value] of properties) {
+    if (key === "id") config.id = value;
+    else if (key === "addr") config.addr = value;
+    else if (key === "bus") {
+      if (value !== "pcie.0") {
+        throw new CommandLineError(`Unknown bus '${value}' for device '${driver}': only pcie.0`);
+      }
+    } else if (type.properties.includes(key)) own[key] = value;
+    else throw new CommandLineError(`Device '${driver}' has no property '${key}'`);
+  }
+  if (Object.keys(own).length > 0) config.properties = own;
+  return config;
+}
+
+function deviceHelp(cl: CommandLine): string | undefined {
+  for (const d of cl.devices) {
+    if (d.driver === "help" || d.driver === "?") {
+      const lines = deviceTypeNames().map((n) => {
+        const t = deviceType(n)!;
+        return `name "${n}", bus PCI, desc "${t.descriptor.description}"`;
+      });
+      return `${lines.join("\n")}\n`;
+    }
+    if (d.properties.has("help")) {
+      const type = deviceType(d.driver);
+      if (!type) throw new CommandLineError(`Unknown device '${d.driver}' (see -device help)`);
+      const props = [...GENERIC_DEVICE_PROPERTIES, ...type.properties];
+      return `${d.driver} options:\n${props.map((p) => `  ${p}=<str>`).join("\n")}\n`;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Builds a machine configuration from a parsed command line.
+ *
+ * @param cl The command line.
+ * @returns The configuration.
+ *
+ * @example
+ * ```ts
+ * import { machineConfig } from "./main.ts";
+ * import { parseCommandLine } from "./args.ts";
+ * import { equal } from "node:assert/strict";
+ * const config = machineConfig(parseCommandLine(["-device", "edu,addr=05.0"]));
+ * equal(config.devices?.[0]?.addr, "05.0");
+ * ```
+ */
+export function machineConfig(cl: CommandLine): MachineConfig {
+  for (
+    const [option, values] of [["-drive", cl.drives], ["-netdev", cl.netdevs], [
+      "-object",
+      cl.objects,
+    ]] as const
+  ) {
+    if (values.length > 0) {
+      throw new CommandLineError(
+        `Option '${option}' is not available yet in this version of dmaworks`,
+      );
+    }
+  }
+  const explicit = cl.devices.length > 0 || cl.qtest !== undefined;
+  const devices = explicit
+    ? cl.devices.map((d) => deviceConfig(d.driver, d.properties))
+    : [...DEFAULT_DEVICES];
+  const config: MachineConfig = {
+    ramSize: cl.ramSize,
+    devices,
+    qtestClock: cl.qtest !== undefined,
+    narrowWorkerPermissions: cl.narrowPermissions,
+  };
+  if (cl.name !== undefined) config.name = cl.name;
+  return config;
+}
+
+function resolveWorkload(spec: string): { url: URL; options: Record<string, string> } {
+  const { head, properties } = parseKeyValues(spec);
+  if (!head) throw new CommandLineError(`Invalid --workload '${spec}': no name`);
+  const builtin = WORKLOADS[head];
+  const url = builtin ??
+    (/^[a-z][a-z0-9+.-]*:/i.test(head) ? new URL(head) : new URL(head, `file://${Deno.cwd()}/`));
+  if (!builtin && !/\.(ts|js|mjs|mts)$/.test(url.pathname)) {
+    throw new CommandLineError(
+      `Unknown workload '${head}' (built in: ${Object.keys(WORKLOADS).join(", ")})`,
+    );
+  }
+  return { url, options: Object.fromEntries(properties) };
+}
+
+function formatSummary(result: unknown): { text: string; ok: boolean } {
+  if (result && typeof result === "object" && "steps" in result && Array.isArray(result.steps)) {
+    const steps = result.steps as Array<{ step: string; ok: boolean; detail: string }>;
+    const devices = "devices" in result && Array.isArray(result.devices)
+      ? result.devices as string[]
+      : [];
+    const failed = steps.filter((s) => !s.ok).length;
+    const lines = [
+      "Summary",
+      ...devices.map((d) => `  device ${d}`),
+      ...steps.map((s) => `  ${s.ok ? "ok  " : "FAIL"} ${s.step}: ${s.detail}`),
+      `${steps.length - failed} of ${steps.length} steps passed`,
+    ];
+    return { text: `${lines.join("\n")}\n`, ok: failed === 0 };
+  }
+  return { text: `Result: ${JSON.stringify(result)}\n`, ok: true };
+}
+
+/**
+ * Runs the command line.
+ *
+ * @param args Arguments without the program name.
+ * @param io Where to write (default: the process's streams).
+ * @returns The exit code: 0 success, 1 bad command line or failed workload.
+ *
+ * @example
+ * ```ts
+ * import { main } from "./main.ts";
+ * import { equal } from "node:assert/strict";
+ * let err = "";
+ * equal(await main(["-bogus"], { stdout: () => {}, stderr: (t) => (err += t) }), 1);
+ * equal(err, "dmaworks: Unknown option '-bogus' (see --help)\n");
+ * ```
+ */
+export async function main(args: readonly string[], io: CliIo = PROCESS_IO): Promise<number> {
+  let cl: CommandLine;
+  let config: MachineConfig;
+  try {
+    // `deno task start -- …` passes the "--" through: it is not an option.
+    cl = parseCommandLine(args[0] === "--" ? args.slice(1) : args);
+    if (cl.help) {
+      io.stdout(HELP_TEXT);
+      return 0;
+    }
+    if (cl.version) {
+      io.stdout(`dmaworks ${denoConfig.version}\n`);
+      return 0;
+    }
+    const help = deviceHelp(cl);
+    if (help !== undefined) {
+      io.stdout(help);
+      return 0;
+    }
+    config = machineConfig(cl);
+  } catch (error) {
+    if (error instanceof CommandLineError) {
+      io.stderr(`dmaworks: ${error.message}\n`);
+      return 1;
+    }
+    throw error;
+  }
+  let machine: Machine;
+  try {
+    machine = await Machine.create(config);
+  } catch (error) {
+    io.stderr(`dmaworks: ${(error as Error).message}\n`);
+    return 1;
+  }
+  try {
+    machine.onEvent((event) => {
+      if (event.type === "log") io.stderr(`[${event.source}] ${event.message}\n`);
+      else if (event.type === "device-failed") {
+        io.stderr(`dmaworks: device ${event.id} failed: ${event.reason}\n`);
+      }
+    });
+    if (cl.qtest !== undefined) {
+      io.stderr(`dmaworks: -qtest is not available yet in this build\n`);
+      return 1;
+    }
+    if (cl.paused) {
+      io.stderr("dmaworks: machine created and paused (-S); press Ctrl-C to quit\n");
+      await new Promise<void>((resolve) => {
+        const stop = () => {
+          Deno.removeSignalListener("SIGINT", stop);
+          resolve();
+        };
+        Deno.addSignalListener("SIGINT", stop);
+      });
+      return 0;
+    }
+    const workload = resolveWorkload(cl.workload ?? "demo");
+    io.stderr(`dmaworks: machine '${machine.name}' with ${config.ramSize! / 2 ** 20} MiB RAM\n`);
+    for (const d of machine.devices()) {
+      io.stderr(`dmaworks: ${d.address} ${d.type} (id ${d.id}, IRQ ${d.irqLines.join(",")})\n`);
+    }
+    io.stderr(`dmaworks: running workload ${workload.url.pathname.split("/").at(-1)}\n`);
+    let result: unknown;
+    try {
+      result = await machine.runGuest(workload.url, { options: workload.options });
+    } catch (error) {
+      io.stderr(`dmaworks: ${(error as Error).message}\n`);
+      return 1;
+    }
+    const summary = formatSummary(result);
+    io.stdout(summary.text);
+    return summary.ok ? 0 : 1;
+  } finally {
+    await machine.stop();
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

@@ -183,6 +183,11 @@ export class DmaContext {
     return undefined;
   }
 
+  /** Ends a transaction started by a successful `#begin`. */
+  #end(): void {
+    this.#mmu?.endTransaction?.();
+  }
+
   /**
    * Resolves up to `want` bytes at `iova` to a contiguous run of RAM: sets
    * `#offset` (buffer offset) and `#run` (bytes), or returns the fault.
@@ -226,15 +231,19 @@ export class DmaContext {
     checkRange(address, n);
     const f = this.#begin(address, "read");
     if (f) return f;
-    let done = 0;
-    while (done < n) {
-      const fault = this.#resolve(address + done, n - done, "read", done);
-      if (fault) return fault;
-      const off = this.#offset;
-      dest.set(this.#bytes.subarray(off, off + this.#run), done);
-      done += this.#run;
+    try {
+      let done = 0;
+      while (done < n) {
+        const fault = this.#resolve(address + done, n - done, "read", done);
+        if (fault) return fault;
+        const off = this.#offset;
+        dest.set(this.#bytes.subarray(off, off + this.#run), done);
+        done += this.#run;
+      }
+      return DMA_OK;
+    } finally {
+      this.#end();
     }
-    return DMA_OK;
   }
 
   /**
@@ -249,17 +258,21 @@ export class DmaContext {
     checkRange(address, n);
     const f = this.#begin(address, "write");
     if (f) return f;
-    let done = 0;
-    while (done < n) {
-      const fault = this.#resolve(address + done, n - done, "write", done);
-      if (fault) return fault;
-      this.#bytes.set(
-        done === 0 && this.#run === n ? src : src.subarray(done, done + this.#run),
-        this.#offset,
-      );
-      done += this.#run;
+    try {
+      let done = 0;
+      while (done < n) {
+        const fault = this.#resolve(address + done, n - done, "write", done);
+        if (fault) return fault;
+        this.#bytes.set(
+          done === 0 && this.#run === n ? src : src.subarray(done, done + this.#run),
+          this.#offset,
+        );
+        done += this.#run;
+      }
+      return DMA_OK;
+    } finally {
+      this.#end();
     }
-    return DMA_OK;
   }
 
   /**
@@ -274,14 +287,18 @@ export class DmaContext {
     checkRange(address, length);
     const f = this.#begin(address, "write");
     if (f) return f;
-    let done = 0;
-    while (done < length) {
-      const fault = this.#resolve(address + done, length - done, "write", done);
-      if (fault) return fault;
-      this.#bytes.fill(value, this.#offset, this.#offset + this.#run);
-      done += this.#run;
+    try {
+      let done = 0;
+      while (done < length) {
+        const fault = this.#resolve(address + done, length - done, "write", done);
+        if (fault) return fault;
+        this.#bytes.fill(value, this.#offset, this.#offset + this.#run);
+        done += this.#run;
+      }
+      return DMA_OK;
+    } finally {
+      this.#end();
     }
-    return DMA_OK;
   }
 
   /**
@@ -337,19 +354,23 @@ export class DmaContext {
     const access = options.access ?? "read";
     const f = this.#begin(address, access);
     if (f) return f;
-    const fault = this.#resolve(address, length, access, 0);
-    if (fault) return fault;
-    const view = this.#bytes.subarray(this.#offset, this.#offset + this.#run);
-    const mapping = new Mapping(view, address, access, (m) => this.#live.delete(m));
-    this.#live.add(mapping);
-    const onInvalidate = options.onInvalidate;
-    if (this.#mmu?.pin) {
-      mapping.pin = this.#mmu.pin(this.requesterId, address, mapping.length, () => {
-        mapping.invalidated = true;
-        onInvalidate?.(mapping);
-      });
+    try {
+      const fault = this.#resolve(address, length, access, 0);
+      if (fault) return fault;
+      const view = this.#bytes.subarray(this.#offset, this.#offset + this.#run);
+      const mapping = new Mapping(view, address, access, (m) => this.#live.delete(m));
+      this.#live.add(mapping);
+      const onInvalidate = options.onInvalidate;
+      if (this.#mmu?.pin) {
+        mapping.pin = this.#mmu.pin(this.requesterId, address, mapping.length, () => {
+          mapping.invalidated = true;
+          onInvalidate?.(mapping);
+        });
+      }
+      return { ok: true, mapping };
+    } finally {
+      this.#end();
     }
-    return { ok: true, mapping };
   }
 
   /**
@@ -388,27 +409,35 @@ export class DmaContext {
     checkRange(address, size);
     const f = this.#begin(address, "read");
     if (f) return f;
-    const off = this.#load(address, size);
-    if (off === -2) return this.#lastFault!;
-    const view = off >= 0 ? this.#view : this.#scratchView;
-    const at = off >= 0 ? off : 0;
-    const little = le !== this.#swap;
-    const value = size === 1
-      ? view.getUint8(at)
-      : size === 2
-      ? view.getUint16(at, little)
-      : view.getUint32(at, little);
-    return { ok: true, value };
+    try {
+      const off = this.#load(address, size);
+      if (off === -2) return this.#lastFault!;
+      const view = off >= 0 ? this.#view : this.#scratchView;
+      const at = off >= 0 ? off : 0;
+      const little = le !== this.#swap;
+      const value = size === 1
+        ? view.getUint8(at)
+        : size === 2
+        ? view.getUint16(at, little)
+        : view.getUint32(at, little);
+      return { ok: true, value };
+    } finally {
+      this.#end();
+    }
   }
 
   #loadBig(address: number, le: boolean): DmaLoad<bigint> {
     checkRange(address, 8);
     const f = this.#begin(address, "read");
     if (f) return f;
-    const off = this.#load(address, 8);
-    if (off === -2) return this.#lastFault!;
-    const view = off >= 0 ? this.#view : this.#scratchView;
-    return { ok: true, value: view.getBigUint64(off >= 0 ? off : 0, le !== this.#swap) };
+    try {
+      const off = this.#load(address, 8);
+      if (off === -2) return this.#lastFault!;
+      const view = off >= 0 ? this.#view : this.#scratchView;
+      return { ok: true, value: view.getBigUint64(off >= 0 ? off : 0, le !== this.#swap) };
+    } finally {
+      this.#end();
+    }
   }
 
   #store(
@@ -419,14 +448,18 @@ export class DmaContext {
     checkRange(address, size);
     const f = this.#begin(address, "write");
     if (f) return f;
-    const fault = this.#resolve(address, size, "write", 0);
-    if (fault) return fault;
-    if (this.#run >= size) {
-      fillScratch(this.#view, this.#offset);
-      return DMA_OK;
+    try {
+      const fault = this.#resolve(address, size, "write", 0);
+      if (fault) return fault;
+      if (this.#run >= size) {
+        fillScratch(this.#view, this.#offset);
+        return DMA_OK;
+      }
+      fillScratch(this.#scratchView, 0);
+      return this.write(address, this.#scratch.subarray(0, size));
+    } finally {
+      this.#end();
     }
-    fillScratch(this.#scratchView, 0);
-    return this.write(address, this.#scratch.subarray(0, size));
   }
 
   /** Loads a byte. @param address IOVA. @returns The value or the fault. */

@@ -75,6 +75,8 @@ export interface Mmu {
    * translations are revalidated against invalidations.
    */
   beginTransaction?(): void;
+  /** Called at the end of every DMA transaction (after the last byte moved). */
+  endTransaction?(): void;
   /**
    * Registers a live mapping so that an invalidation of any part of it calls
    * `onInvalidate` and waits for the pin's release before it completes.

@@ -131,6 +131,7 @@ export class DeviceHost {
   #failure: string | undefined;
   #ready: { resolve: () => void; reject: (e: Error) => void } | undefined;
   #stopped: (() => void) | undefined;
+  #iommu: { readonly snapshot: SharedArrayBuffer; readonly port: MessagePort } | undefined;
 
   /**
    * Creates the instance.
@@ -150,6 +151,25 @@ export class DeviceHost {
   /** Why the device failed, if it did. */
   get failure(): string | undefined {
     return this.#failure;
+  }
+
+  /**
+   * Connects the worker to the IOMMU (before {@linkcode DeviceHost.start}).
+   *
+   * @param link The IOTLB snapshot and the worker's end of the invalidation channel.
+   */
+  setIommu(link: { readonly snapshot: SharedArrayBuffer; readonly port: MessagePort }): void {
+    this.#iommu = link;
+  }
+
+  /** The worker (while it runs). */
+  get worker(): Worker | undefined {
+    return this.#worker;
+  }
+
+  /** The device's control words. */
+  get words(): Int32Array {
+    return this.#words;
   }
 
   /** The device's state (a `TargetState`). */
@@ -184,8 +204,9 @@ export class DeviceHost {
       main: this.#hub.block,
       requesterId: this.#options.requesterId,
       irqSources: this.#options.irqSources,
+      ...(this.#iommu ? { iommu: this.#iommu } : {}),
     };
-    worker.postMessage(init satisfies DeviceControl);
+    worker.postMessage(init satisfies DeviceControl, this.#iommu ? [this.#iommu.port] : []);
     await ready;
   }
 
@@ -347,7 +368,10 @@ export class DeviceHost {
   /** Stops the worker (gracefully, then by force). */
   async close(): Promise<void> {
     const worker = this.#worker;
-    if (!worker) return;
+    if (!worker) {
+      if (this.#failure === undefined) this.#iommu?.port.close(); // never handed to a worker
+      return;
+    }
     this.#worker = undefined;
     if (this.#failure === undefined) {
       const stopped = new Promise<void>((resolve) => (this.#stopped = resolve));

@@ -9,8 +9,8 @@
  * @module
  */
 
-import type { DmaContextOptions } from "../dma/dma_context.ts";
-import { DmaContext } from "../dma/dma_context.ts";
+import { DmaContext, type DmaContextOptions } from "../dma/dma_context.ts";
+import { type InvalidationMessage, SnapshotMmu } from "../iommu/snapshot_mmu.ts";
 import type { DeviceEnv, DeviceModel } from "../devices/device_model.ts";
 import { deviceType } from "../devices/registry.ts";
 import { GuestMemory, type GuestMemoryDescriptor } from "../memory/guest_memory.ts";
@@ -42,6 +42,8 @@ export interface DeviceInit {
   readonly requesterId: number;
   /** Interrupt source index for each of the device's interrupt outputs. */
   readonly irqSources: readonly number[];
+  /** The IOMMU link, when the machine has an IOMMU: the IOTLB snapshot and the invalidation channel. */
+  readonly iommu?: { readonly snapshot: SharedArrayBuffer; readonly port: MessagePort };
 }
 
 /** Messages a device runtime sends to the main isolate. */
@@ -96,6 +98,8 @@ export class DeviceRuntime {
   #ports: MessagePort[] = [];
   #failed = false;
   #pendingTasks = new Set<Promise<void>>();
+  #mmu: SnapshotMmu | undefined;
+  #iommuPort: MessagePort | undefined;
 
   /**
    * Builds the model and starts serving.
@@ -104,7 +108,7 @@ export class DeviceRuntime {
    * @param toMain Where messages for the main isolate go (the worker's `self`).
    * @param options Extra DMA context options (an MMU).
    */
-  constructor(init: DeviceInit, toMain: WakeTarget, options: Pick<DmaContextOptions, "mmu"> = {}) {
+  constructor(init: DeviceInit, toMain: WakeTarget) {
     this.#init = init;
     this.#toMain = toMain;
     const type = deviceType(init.deviceType);
@@ -119,7 +123,21 @@ export class DeviceRuntime {
       requesterId: init.requesterId,
       busMaster: () => Atomics.load(ctrl, TargetCtrl.BUS_MASTER) === 1,
     };
-    if (options.mmu) dmaOptions.mmu = options.mmu;
+    if (init.iommu) {
+      const mmu = new SnapshotMmu({
+        snapshot: init.iommu.snapshot,
+        ctrl: this.#ctrl,
+        mainCtrl: this.#mainCtrl,
+        toMain,
+      });
+      this.#mmu = mmu;
+      dmaOptions.mmu = mmu;
+      this.#iommuPort = init.iommu.port;
+      init.iommu.port.onmessage = (event: MessageEvent<InvalidationMessage>) => {
+        mmu.onInvalidation(event.data);
+        this.#pump.wake();
+      };
+    }
     const dma = new DmaContext(memory, dmaOptions);
     const irq = new IrqLines(
       new Int32Array(init.machine),
@@ -143,11 +161,17 @@ export class DeviceRuntime {
     this.#model = type.create(env, init.properties);
     this.#pump = new WorkPump(this.#ctrl, {
       step: () => this.#step(),
-      hasWork: () => this.#deferred.length > 0 || this.#reader.hasWork(),
+      hasWork: () =>
+        this.#deferred.length > 0 || this.#reader.hasWork() || (this.#mmu?.needsPoll ?? false),
     });
     Atomics.store(this.#ctrl, TargetCtrl.STATE, TargetState.Running);
     this.#toMain.postMessage({ type: "ready" } satisfies DeviceMessage);
     this.#pump.wake();
+  }
+
+  /** The worker's MMU, when the machine has an IOMMU. */
+  get mmu(): SnapshotMmu | undefined {
+    return this.#mmu;
   }
 
   /** The hosted model (tests). */
@@ -179,6 +203,7 @@ export class DeviceRuntime {
   async shutdown(): Promise<void> {
     this.#pump.close();
     for (const port of this.#ports) port.close();
+    this.#iommuPort?.close();
     await Promise.allSettled([...this.#pendingTasks]);
     await this.#model.dispose?.();
     Atomics.store(this.#ctrl, TargetCtrl.STATE, TargetState.Stopped);
@@ -188,6 +213,10 @@ export class DeviceRuntime {
     if (this.#failed) return false;
     let did = false;
     try {
+      if (this.#mmu?.needsPoll) {
+        this.#mmu.poll();
+        did = true;
+      }
       if (this.#reader.drain((r) => this.#handle(r)) > 0) did = true;
       const tasks = this.#deferred.splice(0);
       for (const task of tasks) {

@@ -34,6 +34,10 @@ import type { AgentInit, AgentMessage } from "./agent_runtime.ts";
 import { createWorker, DeviceHost, type WorkerPermissions } from "./device_host.ts";
 import { MainHub } from "./main_hub.ts";
 import { VirtualClock } from "./virtual_clock.ts";
+import { AMD_VI_PCI, AmdViIommu, type IommuCounters } from "../iommu/amd_vi.ts";
+import { AMD_VI_MMIO_BASE, AMD_VI_MMIO_SIZE } from "../iommu/amd_vi_registers.ts";
+import { WorkerLink } from "../iommu/worker_link.ts";
+import { TargetCtrl } from "../shared/layout.ts";
 
 /** One device of a machine configuration. */
 export interface DeviceConfig {
@@ -66,6 +70,38 @@ export interface MachineConfig {
    * exits the process if it is off, so this defaults to `false`.
    */
   narrowWorkerPermissions?: boolean;
+  /**
+   * Longest wait for a device's IOTLB acknowledgement when the guest set
+   * Control.InvTimeOut to 0 (no timeout): the emulator's watchdog (ms,
+   * default 60000).
+   */
+  invalidationWatchdogMs?: number;
+}
+
+/** Translation counters of one device, as the machine reports them. */
+export interface DeviceIommuCounters {
+  /** Device id. */
+  readonly id: string;
+  /** Translations served by the worker's cache or snapshot. */
+  readonly hits: number;
+  /** Translations that needed the main isolate. */
+  readonly misses: number;
+  /** Translations published into the worker's snapshot. */
+  readonly fills: number;
+  /** Invalidations the worker acknowledged. */
+  readonly invalidations: number;
+  /** Translation faults the worker saw. */
+  readonly faults: number;
+  /** Invalidations that timed out (the worker was stopped). */
+  readonly timeouts: number;
+}
+
+/** The machine's IOMMU counters. */
+export interface MachineIommuCounters {
+  /** The IOMMU's own counters. */
+  readonly iommu: IommuCounters;
+  /** Per device. */
+  readonly devices: readonly DeviceIommuCounters[];
 }
 
 /** A device as the machine reports it. */
@@ -127,6 +163,7 @@ interface MachineDevice {
   readonly regionIds: number[];
   readonly irqSources: number[];
   readonly irqLines: number[];
+  link?: WorkerLink;
 }
 
 const AGENT_URL = new URL("../../workers/agent_worker.ts", import.meta.url);
@@ -188,6 +225,7 @@ export class Machine {
   #irqSeen = -1;
   #irqMask = 0;
   #nextSource = 0;
+  #iommu: AmdViIommu | undefined;
 
   /**
    * Builds a machine (no workers yet: call {@linkcode Machine.start}).
@@ -200,7 +238,7 @@ export class Machine {
     this.memory = new GuestMemory(config.ramSize === undefined ? {} : { size: config.ramSize });
     this.#machineBlock = new SharedArrayBuffer(MACHINE_BLOCK_WORDS * 4);
     const machineWords = new Int32Array(this.#machineBlock);
-    this.irq = new IrqLines(machineWords);
+    this.irq = new IrqLines(machineWords, () => this.#hub?.wake());
     this.irq.clear();
     this.clock = new VirtualClock({ qtest: config.qtestClock ?? false });
     this.#hub = new MainHub();
@@ -210,7 +248,11 @@ export class Machine {
     this.addressMap.onChange(() => publishRoutes(machineWords, this.addressMap.regions));
     this.pci = new PciBus();
     this.#addChipsetRegions();
-    for (const device of config.devices ?? []) this.#addDevice(device);
+    for (const device of config.devices ?? []) {
+      if (device.type === "amd-iommu") this.#addIommu(device);
+      else this.#addDevice(device);
+    }
+    if (this.#iommu) { for (const device of this.#devices) this.#linkToIommu(device, this.#iommu); }
     this.#hub.addTask({ step: () => this.#serveAgents(), hasWork: () => this.#agentWork() });
     this.#hub.addTask({
       step: () => this.#watchIrq(),
@@ -389,6 +431,104 @@ export class Machine {
     this.#devices.push(device);
   }
 
+  #addIommu(config: DeviceConfig): void {
+    if (this.#iommu) throw new Error("Only one amd-iommu device is supported");
+    for (const key of Object.keys(config.properties ?? {})) {
+      throw new Error(`Device 'amd-iommu' has no property '${key}'`);
+    }
+    const address = config.addr !== undefined
+      ? parseAddr(config.addr)
+      : { device: this.pci.freeSlot(), function: 0 };
+    const id = config.id ?? "iommu0";
+    const fn = new PciFunction(AMD_VI_PCI);
+    this.pci.add(address, fn);
+    const source = this.#nextSource++;
+    const line = q35IntxLine(address.device, 1);
+    this.irq.route(source, line);
+    fn.setIntxSource(() => this.irq.sourceLevel(source));
+    fn.onWrite(() => this.irq.mask(source, fn.intxDisabled));
+    const iommu = new AmdViIommu(this.memory, {
+      setIrq: (level) => this.irq.setSource(source, level),
+      failWorker: (link, reason) => this.#failWorker(link, reason),
+      watchdogMs: this.#config.invalidationWatchdogMs ?? 60_000,
+    });
+    this.#iommu = iommu;
+    this.#iommuInfo = { id, address, line };
+    this.addLocalRegion({
+      name: `${id}.mmio`,
+      space: "mmio",
+      size: AMD_VI_MMIO_SIZE,
+      base: AMD_VI_MMIO_BASE,
+      maxAccess: 8,
+      priority: 1,
+      region: {
+        read: (offset, size) => iommu.readRegister(offset, size),
+        write: (offset, size, value) => iommu.writeRegister(offset, size, value),
+      },
+    });
+  }
+
+  #iommuInfo: { id: string; address: PciAddress; line: number } | undefined;
+
+  #linkToIommu(device: MachineDevice, iommu: AmdViIommu): void {
+    const channel = new MessageChannel();
+    const host = device.host;
+    const link = new WorkerLink(this.#hub, {
+      id: device.id,
+      rids: [requesterId(device.address)],
+      ctrl: host.words,
+      port: channel.port1,
+      wake: () => host.worker,
+      source: iommu,
+    });
+    host.setIommu({ snapshot: link.snapshot.buffer, port: channel.port2 });
+    device.link = link;
+    iommu.attach(link);
+  }
+
+  /** Stops a worker that missed an invalidation deadline; resolves once it cannot touch memory. */
+  async #failWorker(link: WorkerLink, reason: string): Promise<void> {
+    const device = this.#devices.find((d) => d.link === link);
+    if (!device) return;
+    device.host.fail(reason);
+    // terminate() stops the worker at its next interrupt check; a DMA copy that
+    // was already running (the transaction counter is odd) still finishes.
+    // Give it time to land before the invalidation completes.
+    if (Atomics.load(device.host.words, TargetCtrl.TXN) & 1) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
+  /** The IOMMU, when the machine has one. */
+  get iommu(): AmdViIommu | undefined {
+    return this.#iommu;
+  }
+
+  /**
+   * The IOMMU's counters and each device's translation counters.
+   *
+   * @returns The counters, or `undefined` without an IOMMU.
+   */
+  iommuCounters(): MachineIommuCounters | undefined {
+    const iommu = this.#iommu;
+    if (!iommu) return undefined;
+    return {
+      iommu: { ...iommu.counters },
+      devices: this.#devices.map((d) => {
+        const w = d.host.words;
+        return {
+          id: d.id,
+          hits: Atomics.load(w, TargetCtrl.MMU_HITS),
+          misses: Atomics.load(w, TargetCtrl.MMU_MISSES),
+          fills: d.link?.counters.fills ?? 0,
+          invalidations: Atomics.load(w, TargetCtrl.MMU_INVALIDATIONS),
+          faults: Atomics.load(w, TargetCtrl.MMU_FAULTS),
+          timeouts: d.link?.counters.timeouts ?? 0,
+        };
+      }),
+    };
+  }
+
   /** Applies a function's command register and BARs to the address map, BME and INTx mask. */
   #syncFunction(device: MachineDevice): void {
     const fn = device.fn;
@@ -418,6 +558,7 @@ export class Machine {
     for (const worker of this.#agents.values()) worker.terminate();
     this.#agents.clear();
     await Promise.all(this.#devices.map((d) => d.host.close()));
+    for (const device of this.#devices) device.link?.close();
     this.#hub.close();
   }
 

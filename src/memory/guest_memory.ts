@@ -98,6 +98,7 @@ export class GuestMemory {
   /** The RAM blocks in guest-physical order. */
   readonly blocks: readonly RamBlock[];
   #view: DataView<SharedArrayBuffer>;
+  #big: BigUint64Array<SharedArrayBuffer> | undefined;
 
   /**
    * Allocates guest RAM, or attaches to an existing buffer.
@@ -245,6 +246,37 @@ export class GuestMemory {
   /** Writes a little-endian 64-bit value. @param address Guest-physical address. @param value The value. */
   write64(address: number, value: bigint): void {
     this.#view.setBigUint64(this.#offset(address, 8, "write"), BigInt.asUintN(64, value), true);
+  }
+
+  /**
+   * Reads an aligned 64-bit value with `Atomics.load` (for polling a value
+   * another thread stores, e.g. a completion-wait semaphore).
+   *
+   * @param address Guest-physical address, 8-byte aligned.
+   * @returns The value.
+   */
+  atomicLoad64(address: number): bigint {
+    const offset = this.#offset(address, 8, "read");
+    if (offset % 8 !== 0) {
+      throw new RangeError(`Cannot atomically read ${hex(address)}: not 8-byte aligned`);
+    }
+    this.#big ??= new BigUint64Array(this.buffer);
+    return Atomics.load(this.#big, offset / 8);
+  }
+
+  /**
+   * Writes an aligned 64-bit value with `Atomics.store`.
+   *
+   * @param address Guest-physical address, 8-byte aligned.
+   * @param value The value.
+   */
+  atomicStore64(address: number, value: bigint): void {
+    const offset = this.#offset(address, 8, "write");
+    if (offset % 8 !== 0) {
+      throw new RangeError(`Cannot atomically write ${hex(address)}: not 8-byte aligned`);
+    }
+    this.#big ??= new BigUint64Array(this.buffer);
+    Atomics.store(this.#big, offset / 8, BigInt.asUintN(64, value));
   }
 
   /**

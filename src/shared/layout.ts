@@ -50,6 +50,20 @@ export const TargetCtrl = {
    * producer that swaps it from 1 to 0 owes the consumer one wake message.
    */
   WAITING: 5,
+  /**
+   * DMA transaction counter (written by the device worker): odd while a DMA
+   * API call is in progress. After terminating a worker, main waits for an
+   * odd value's copy to be finished before it completes an invalidation.
+   */
+  TXN: 6,
+  /** Translations served from the worker's cache or snapshot. */
+  MMU_HITS: 7,
+  /** Translations that needed the main isolate. */
+  MMU_MISSES: 8,
+  /** DMA translation faults seen by the worker. */
+  MMU_FAULTS: 9,
+  /** Invalidations the worker acknowledged. */
+  MMU_INVALIDATIONS: 10,
   /** Words reserved for the control area. */
   SIZE: 16,
 } as const;
@@ -192,3 +206,123 @@ export const MAX_ROUTES = 128;
 
 /** Words of the machine block. */
 export const MACHINE_BLOCK_WORDS: number = MachineBlock.ROUTE_BASE + MAX_ROUTES * RouteEntry.WORDS;
+
+/**
+ * The IOTLB snapshot of one device worker: the translations and device-table
+ * state the main isolate has published for that worker's requester ids,
+ * plus the translation-miss mailbox. Main is the only writer of the entries;
+ * every entry is guarded by its own sequence word (a seqlock: odd while main
+ * rewrites it), so a reader never uses a torn entry.
+ */
+export const SnapshotHeader = {
+  /** Bit k set: some entry has page shift 12 + k (k < 32). */
+  SHIFT_MASK_LO: 0,
+  /** Bit k set: some entry has page shift 44 + k. */
+  SHIFT_MASK_HI: 1,
+  /** Miss request sequence (written by the worker). */
+  MISS_REQ_SEQ: 2,
+  /** Miss answer sequence (written by main). */
+  MISS_RESP_SEQ: 3,
+  /** Requester id of the miss. */
+  MISS_RID: 4,
+  /** IOVA of the miss, low word. */
+  MISS_IOVA_LO: 5,
+  /** IOVA of the miss, high word. */
+  MISS_IOVA_HI: 6,
+  /** Access of the miss: 1 read, 2 write. */
+  MISS_ACCESS: 7,
+  /** Answer: 0 translated, 1 no translation, 2 permission. */
+  MISS_STATUS: 8,
+  /** Answer: IOVA base of the translated run, low word. */
+  MISS_BASE_LO: 9,
+  /** Answer: IOVA base, high word. */
+  MISS_BASE_HI: 10,
+  /** Answer: physical base, low word. */
+  MISS_PHYS_LO: 11,
+  /** Answer: physical base, high word. */
+  MISS_PHYS_HI: 12,
+  /** Answer: run length in bytes, low word. */
+  MISS_LEN_LO: 13,
+  /** Answer: run length, high word. */
+  MISS_LEN_HI: 14,
+  /** Answer: permission bits. */
+  MISS_PERMS: 15,
+  /** Header size in words. */
+  SIZE: 32,
+} as const;
+
+/** Requester ids one worker's snapshot can describe. */
+export const SNAPSHOT_MAX_RIDS = 8;
+
+/** Words of one device-table record in a snapshot. */
+export const DteRecord = {
+  /** Seqlock word. */
+  SEQ: 0,
+  /** Requester id, or -1 when the record is unused. */
+  RID: 1,
+  /** A {@linkcode DteState}. */
+  STATE: 2,
+  /** Permission bits that apply in `Identity` state. */
+  PERMS: 3,
+  /** DomainID. */
+  DOMAIN: 4,
+  /** 1 when the exclusion range applies to this requester. */
+  EXCL: 5,
+  /** Exclusion base (4 KiB page number), low word. */
+  EXCL_BASE_LO: 6,
+  /** Exclusion base, high word. */
+  EXCL_BASE_HI: 7,
+  /** Exclusion limit (4 KiB page number, inclusive), low word. */
+  EXCL_LIMIT_LO: 8,
+  /** Exclusion limit, high word. */
+  EXCL_LIMIT_HI: 9,
+  /** Record size in words. */
+  WORDS: 12,
+} as const;
+
+/** What a requester's device-table entry means, as published in its record. */
+export const DteState = {
+  /** Nothing published: ask the main isolate. */
+  Unknown: 0,
+  /** Untranslated with full access (IOMMU off, or DTE.V = 0). */
+  PassThrough: 1,
+  /** Translated through the entries (DTE modes 1–6). */
+  Translate: 2,
+  /** Untranslated but limited to the record's permissions (DTE mode 0). */
+  Identity: 3,
+} as const;
+
+/** Words of one translation entry. */
+export const SnapshotEntry = {
+  /** Seqlock word (0 never written; odd while main rewrites the entry). */
+  SEQ: 0,
+  /** Requester id, or -1 when empty. */
+  RID: 1,
+  /** Page shift (12 … 52). */
+  SHIFT: 2,
+  /** IOVA 4 KiB page number of the page base, low word. */
+  PAGE_LO: 3,
+  /** IOVA page number, high word. */
+  PAGE_HI: 4,
+  /** Physical 4 KiB page number of the base, low word. */
+  PHYS_LO: 5,
+  /** Physical page number, high word. */
+  PHYS_HI: 6,
+  /** Permission bits (0–1) and DomainID (bits 16–31). */
+  PERMS_DOMAIN: 7,
+  /** Entry size in words. */
+  WORDS: 8,
+} as const;
+
+/** Entries per hash bucket (a lookup reads one bucket). */
+export const SNAPSHOT_BUCKET = 4;
+/** Buckets per snapshot (a power of two). */
+export const SNAPSHOT_BUCKETS = 1024;
+
+/** Word offset of the device-table records. */
+export const SNAPSHOT_DTE_BASE: number = SnapshotHeader.SIZE;
+/** Word offset of the translation entries. */
+export const SNAPSHOT_ENTRY_BASE: number = SNAPSHOT_DTE_BASE + SNAPSHOT_MAX_RIDS * DteRecord.WORDS;
+/** Words of a whole snapshot. */
+export const SNAPSHOT_WORDS: number = SNAPSHOT_ENTRY_BASE +
+  SNAPSHOT_BUCKETS * SNAPSHOT_BUCKET * SnapshotEntry.WORDS;

@@ -1,0 +1,916 @@
+/**
+ * The AMD-Vi IOMMU model: register file, device-table handling, page walk,
+ * command processor, event log, and the IOTLB snapshots of the device workers
+ * it feeds and invalidates. It lives on the main isolate and never blocks:
+ * commands run when the tail is written, and a COMPLETION_WAIT awaits the
+ * workers' acknowledgements.
+ *
+ * Spec semantics follow ../shared/reference/amd-vi.md; where implementations
+ * disagree, the choices are recorded in ARCHITECTURE.md ("AMD-Vi decisions").
+ *
+ * @module
+ */
+
+import type { GuestMemory } from "../memory/guest_memory.ts";
+import type { PciFunctionSpec } from "../pci/pci_function.ts";
+import { DteState } from "../shared/layout.ts";
+import { hex, MAX_ADDRESS } from "../util/address.ts";
+import {
+  AMD_VI_EXT_FEATURE,
+  AMD_VI_MAX_LEVELS,
+  AMD_VI_MMIO_BASE,
+  AmdViControl,
+  AmdViEvent,
+  AmdViReg,
+  AmdViStatus,
+  bits,
+  invTimeoutMs,
+} from "./amd_vi_registers.ts";
+import { decodeCommand, type IommuCommand } from "./commands.ts";
+import { decodeDte, type DeviceTableEntry } from "./device_table.ts";
+import { decodeEvent, encodeEvent, type IommuEvent, type IommuEventFlags } from "./events.ts";
+import type { SnapshotDte, SnapshotTranslation } from "./iotlb_snapshot.ts";
+import { runLength, walkPageTable, type WalkSuccess } from "./page_walk.ts";
+import type { InvalidationScope } from "./snapshot_mmu.ts";
+import type { TranslationAnswer, TranslationSource, WorkerLink } from "./worker_link.ts";
+
+/** The IOMMU's PCI function (1022:0008, class 08/06/00) with its secure-device capability. */
+export const AMD_VI_PCI: PciFunctionSpec = {
+  vendorId: 0x1022,
+  deviceId: 0x0008,
+  classCode: 0x080600,
+  interruptPin: 1,
+  capabilities: [
+    {
+      // Secure device capability, laid out as the reference machine's: CapType 3
+      // (IOMMU), IotlbSup, EFRSup; BAR at 0xFED80000 with Enable set (the window
+      // is fixed and always decodes); range not valid; PAsize 48, VAsize 64,
+      // GVAsize 48.
+      offset: 0x40,
+      id: 0x0f,
+      body: [
+        0x03, // CapType 3, CapRev 0
+        0x09, // IotlbSup (bit 24), EFRSup (bit 27)
+        ...[0x01, 0x00, 0xd8, 0xfe], // base low: Enable | 0xFED80000
+        ...[0x00, 0x00, 0x00, 0x00], // base high
+        ...[0x00, 0x00, 0x00, 0xff], // range: RngValid 0, LastDevice 0xff
+        ...[0x40, 0x30, 0x20, 0x00], // misc 0: GVAsize 2, PAsize 48, VAsize 64
+      ],
+    },
+    {
+      // MSI capability, present for layout fidelity; its enable bit is hardwired
+      // to 0: dmaworks delivers the IOMMU interrupt as INTx.
+      offset: 0x54,
+      id: 0x05,
+      body: [0x80, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    },
+  ],
+};
+
+/** Counters of the IOMMU. */
+export interface IommuCounters {
+  /** Translation requests from workers (misses) resolved by the main isolate. */
+  resolves: number;
+  /** Translations published into snapshots. */
+  fills: number;
+  /** Invalidation commands executed. */
+  invalidations: number;
+  /** Translation faults (logged or suppressed). */
+  faults: number;
+  /** Events written to the event log. */
+  events: number;
+  /** Events dropped (log disabled, full or overflowed). */
+  eventsDropped: number;
+  /** Commands executed. */
+  commands: number;
+  /** Workers stopped because they did not acknowledge in time. */
+  timeouts: number;
+}
+
+/** Options for {@linkcode AmdViIommu}. */
+export interface AmdViOptions {
+  /** Sets the IOMMU's interrupt line level. */
+  setIrq?: (level: boolean) => void;
+  /** Stops a worker that did not acknowledge an invalidation in time; resolves once it can no longer touch memory. */
+  failWorker?: (link: WorkerLink, reason: string) => Promise<void>;
+  /**
+   * Longest wait for an acknowledgement when Control.InvTimeOut is 0 ("no
+   * timeout"): a watchdog against a worker that hangs (default 60 s).
+   */
+  watchdogMs?: number;
+  /** Neighbouring 4 KiB pages filled into a snapshot after a miss (default 31). */
+  neighbours?: number;
+}
+
+/** What a translation resolves to, with the cacheable state. */
+type Translated =
+  | {
+    readonly ok: true;
+    readonly state: number;
+    readonly answer: TranslationAnswer & { ok: true };
+    readonly dte: DeviceTableEntry | undefined;
+    readonly walk: WalkSuccess | undefined;
+  }
+  | { readonly ok: false; readonly kind: "no-translation" | "permission" };
+
+const MSI_BASE = 0xfee0_0000;
+const MSI_LIMIT = 0xfeef_ffff;
+const OFFSET_MASK = 0x7fff0n;
+const BASE_MASK = 0x0f0f_ffff_ffff_f000n;
+const CONTROL_MASK = 0x1fffn; // bits 12:0; unsupported features read as zero
+const STATUS_W1C = AmdViStatus.EVENT_OVERFLOW | AmdViStatus.EVENT_LOG_INT |
+  AmdViStatus.COM_WAIT_INT;
+const RECENT_EVENTS = 256;
+
+function toBig(n: number): bigint {
+  return BigInt(n);
+}
+
+/**
+ * The IOMMU.
+ *
+ * @example Translate through a DTE in mode 0 (identity, permissions enforced)
+ * ```ts
+ * import { AmdViIommu } from "./amd_vi.ts";
+ * import { GuestMemory } from "../memory/guest_memory.ts";
+ * import { encodeDte } from "./device_table.ts";
+ * import { equal } from "node:assert/strict";
+ * const ram = new GuestMemory({ size: 4 << 20 });
+ * const iommu = new AmdViIommu(ram);
+ * iommu.writeRegister(0x0000, 8, 0x100000n); // device table at 1 MiB, one page
+ * const [q0, q1] = encodeDte({ valid: true, translationValid: true, readable: true });
+ * ram.write64(0x100000 + 0x20 * 32, q0);
+ * ram.write64(0x100000 + 0x20 * 32 + 8, q1);
+ * iommu.writeRegister(0x0018, 8, 1n); // IommuEn
+ * equal(iommu.resolve(0x20, 0x5000, 1).ok, true);
+ * equal(iommu.resolve(0x20, 0x5000, 2).ok, false); // no IW
+ * ```
+ */
+export class AmdViIommu implements TranslationSource {
+  /** Counters. */
+  readonly counters: IommuCounters = {
+    resolves: 0,
+    fills: 0,
+    invalidations: 0,
+    faults: 0,
+    events: 0,
+    eventsDropped: 0,
+    commands: 0,
+    timeouts: 0,
+  };
+  #memory: GuestMemory;
+  #options: AmdViOptions;
+  #devTabBase = 0n;
+  #cmdBase = 0n;
+  #evtBase = 0n;
+  #control = 0n;
+  #exclBase = 0n;
+  #exclLimit = 0n;
+  #cmdHead = 0n;
+  #cmdTail = 0n;
+  #evtHead = 0n;
+  #evtTail = 0n;
+  #status = 0n;
+  #links: WorkerLink[] = [];
+  #faulted = new Set<number>();
+  #recent: IommuEvent[] = [];
+  #pending: Promise<void>[] = [];
+  #processing = false;
+  #again = false;
+  #ringEpoch = 0;
+  #irqLevel = false;
+  #idleWaiters: Array<() => void> = [];
+
+  /**
+   * Creates an IOMMU at its reset state (everything disabled).
+   *
+   * @param memory Guest RAM (tables, commands and the event log live there).
+   * @param options Interrupt, worker-stopping callback and tuning.
+   */
+  constructor(memory: GuestMemory, options: AmdViOptions = {}) {
+    this.#memory = memory;
+    this.#options = options;
+  }
+
+  /** The MMIO window base. */
+  get mmioBase(): number {
+    return AMD_VI_MMIO_BASE;
+  }
+
+  /** Whether Control.IommuEn is set. */
+  get enabled(): boolean {
+    return (this.#control & AmdViControl.IOMMU_EN) !== 0n;
+  }
+
+  /** The last events written (or dropped), oldest first (for tests and tracing). */
+  get recentEvents(): readonly IommuEvent[] {
+    return this.#recent;
+  }
+
+  /**
+   * Connects a device worker's IOTLB.
+   *
+   * @param link The link.
+   */
+  attach(link: WorkerLink): void {
+    this.#links.push(link);
+    if (!this.enabled) link.publishPassThrough();
+  }
+
+  /** The connected workers' links. */
+  get links(): readonly WorkerLink[] {
+    return this.#links;
+  }
+
+  // ---------------------------------------------------------------- registers
+
+  /**
+   * Reads a register (4- and 8-byte accesses are architectural; 1- and 2-byte
+   * reads return the addressed bytes).
+   *
+   * @param offset Offset in the MMIO window.
+   * @param size 1, 2, 4 or 8.
+   * @returns The value.
+   */
+  readRegister(offset: number, size: number): bigint {
+    const base = offset & ~7;
+    const value = this.#read64(base);
+    const shift = BigInt((offset & 7) * 8);
+    return size >= 8 ? value : (value >> shift) & ((1n << BigInt(size * 8)) - 1n);
+  }
+
+  #read64(offset: number): bigint {
+    switch (offset) {
+      case AmdViReg.DEV_TAB_BASE:
+        return this.#devTabBase;
+      case AmdViReg.CMD_BUF_BASE:
+        return this.#cmdBase;
+      case AmdViReg.EVT_LOG_BASE:
+        return this.#evtBase;
+      case AmdViReg.CONTROL:
+        return this.#control;
+      case AmdViReg.EXCL_BASE:
+        return this.#exclBase;
+      case AmdViReg.EXCL_LIMIT:
+        return this.#exclLimit | 0xfffn;
+      case AmdViReg.EXT_FEATURE:
+        return AMD_VI_EXT_FEATURE;
+      case AmdViReg.CMD_HEAD:
+        return this.#cmdHead;
+      case AmdViReg.CMD_TAIL:
+        return this.#cmdTail;
+      case AmdViReg.EVT_HEAD:
+        return this.#evtHead;
+      case AmdViReg.EVT_TAIL:
+        return this.#evtTail;
+      case AmdViReg.STATUS:
+        return this.#status;
+      default:
+        return 0n;
+    }
+  }
+
+  /**
+   * Writes a register. A 4-byte (or narrower) write updates those bytes of
+   * the 64-bit register and runs its side effects; for Status the other bytes
+   * count as 0, so a partial write never clears write-1-to-clear bits it did
+   * not name.
+   *
+   * @param offset Offset in the MMIO window.
+   * @param size 1, 2, 4 or 8.
+   * @param value The value.
+   */
+  writeRegister(offset: number, size: number, value: bigint): void {
+    const base = offset & ~7;
+    let full: bigint;
+    if (size >= 8) {
+      full = BigInt.asUintN(64, value);
+    } else {
+      const shift = BigInt((offset & 7) * 8);
+      const mask = ((1n << BigInt(size * 8)) - 1n) << shift;
+      const current = base === AmdViReg.STATUS ? 0n : this.#read64(base);
+      full = (current & ~mask) | ((BigInt.asUintN(size * 8, value) << shift) & mask);
+    }
+    this.#write64(base, full);
+  }
+
+  #write64(offset: number, value: bigint): void {
+    switch (offset) {
+      case AmdViReg.DEV_TAB_BASE:
+        this.#devTabBase = value & 0x000f_ffff_ffff_f1ffn;
+        return;
+      case AmdViReg.CMD_BUF_BASE:
+        if (this.#cmdRun || bits(value, 59, 56) < 8n) return;
+        this.#cmdBase = value & BASE_MASK;
+        this.#cmdHead = 0n;
+        this.#cmdTail = 0n;
+        this.#ringEpoch++;
+        return;
+      case AmdViReg.EVT_LOG_BASE:
+        if (this.#evtRun || bits(value, 59, 56) < 8n) return;
+        this.#evtBase = value & BASE_MASK;
+        this.#evtHead = 0n;
+        this.#evtTail = 0n;
+        return;
+      case AmdViReg.CONTROL:
+        this.#writeControl(value & CONTROL_MASK);
+        return;
+      case AmdViReg.EXCL_BASE:
+        this.#exclBase = value & 0x000f_ffff_ffff_f003n;
+        this.#invalidateAllWorkers();
+        return;
+      case AmdViReg.EXCL_LIMIT:
+        this.#exclLimit = value & 0x000f_ffff_ffff_f000n;
+        this.#invalidateAllWorkers();
+        return;
+      case AmdViReg.CMD_HEAD: {
+        const head = value & OFFSET_MASK;
+        if (this.#cmdRun || head >= this.#cmdSize) return;
+        this.#cmdHead = head;
+        return;
+      }
+      case AmdViReg.CMD_TAIL: {
+        const tail = value & OFFSET_MASK;
+        if (tail >= this.#cmdSize) return;
+        this.#cmdTail = tail;
+        this.#kick();
+        return;
+      }
+      case AmdViReg.EVT_HEAD: {
+        const head = value & OFFSET_MASK;
+        if (head >= this.#evtSize) return;
+        this.#evtHead = head;
+        return;
+      }
+      case AmdViReg.EVT_TAIL: {
+        const tail = value & OFFSET_MASK;
+        if (this.#evtRun || tail >= this.#evtSize) return;
+        this.#evtTail = tail;
+        return;
+      }
+      case AmdViReg.STATUS:
+        this.#status &= ~(value & STATUS_W1C);
+        this.#updateIrq();
+        return;
+    }
+  }
+
+  get #cmdRun(): boolean {
+    return (this.#status & AmdViStatus.CMD_BUF_RUN) !== 0n;
+  }
+  get #evtRun(): boolean {
+    return (this.#status & AmdViStatus.EVENT_LOG_RUN) !== 0n;
+  }
+  get #cmdSize(): bigint {
+    return 16n << bits(this.#cmdBase, 59, 56);
+  }
+  get #evtSize(): bigint {
+    return 16n << bits(this.#evtBase, 59, 56);
+  }
+
+  #writeControl(value: bigint): void {
+    const old = this.#control;
+    this.#control = value;
+    const changed = old ^ value;
+    const en = (value & AmdViControl.IOMMU_EN) !== 0n;
+    if (changed & (AmdViControl.CMD_BUF_EN | AmdViControl.IOMMU_EN)) {
+      if (en && (value & AmdViControl.CMD_BUF_EN)) this.#status |= AmdViStatus.CMD_BUF_RUN;
+      else this.#status &= ~AmdViStatus.CMD_BUF_RUN;
+      this.#ringEpoch++;
+    }
+    if (changed & (AmdViControl.EVENT_LOG_EN | AmdViControl.IOMMU_EN)) {
+      if (en && (value & AmdViControl.EVENT_LOG_EN)) {
+        this.#status |= AmdViStatus.EVENT_LOG_RUN;
+        this.#status &= ~AmdViStatus.EVENT_OVERFLOW;
+      } else {
+        this.#status &= ~AmdViStatus.EVENT_LOG_RUN;
+      }
+    }
+    if (changed & AmdViControl.IOMMU_EN) {
+      // Translation semantics change for every device: flush every cache.
+      this.#invalidateAllWorkers();
+    }
+    this.#updateIrq();
+    this.#kick();
+  }
+
+  #invalidateAllWorkers(): void {
+    this.#faulted.clear();
+    for (const link of this.#links) {
+      void link.invalidate({ kind: "all" }, this.#waitLimitMs());
+      if (!this.enabled) link.publishPassThrough();
+    }
+  }
+
+  #updateIrq(): void {
+    const c = this.#control;
+    const s = this.#status;
+    const level = ((c & AmdViControl.EVENT_INT_EN) !== 0n &&
+      (s & (AmdViStatus.EVENT_LOG_INT | AmdViStatus.EVENT_OVERFLOW)) !== 0n) ||
+      ((c & AmdViControl.COM_WAIT_INT_EN) !== 0n && (s & AmdViStatus.COM_WAIT_INT) !== 0n);
+    if (level !== this.#irqLevel) {
+      this.#irqLevel = level;
+      this.#options.setIrq?.(level);
+    }
+  }
+
+  /** The interrupt line level the IOMMU drives. */
+  get irqLevel(): boolean {
+    return this.#irqLevel;
+  }
+
+  // ---------------------------------------------------------------- event log
+
+  #log(code: number, fields: Parameters<typeof encodeEvent>[1]): void {
+    const [q0, q1] = encodeEvent(code, fields);
+    const event = decodeEvent(q0, q1);
+    this.#recent.push(event);
+    if (this.#recent.length > RECENT_EVENTS) this.#recent.shift();
+    if (!this.#evtRun || (this.#status & AmdViStatus.EVENT_OVERFLOW)) {
+      this.counters.eventsDropped++;
+      return;
+    }
+    const size = this.#evtSize;
+    const next = (this.#evtTail + 16n) % size;
+    if (next === this.#evtHead) {
+      // Full (the log holds N - 1 entries): overflow stops the log until software restarts it.
+      this.#status |= AmdViStatus.EVENT_OVERFLOW;
+      this.#status &= ~AmdViStatus.EVENT_LOG_RUN;
+      this.counters.eventsDropped++;
+      this.#updateIrq();
+      return;
+    }
+    const address = Number((this.#evtBase & 0x000f_ffff_ffff_f000n) + this.#evtTail);
+    if (this.#memory.isRam(address, 16)) {
+      // The entry first, then the tail: a consumer never sees a half-written entry.
+      this.#memory.write64(address, q0);
+      this.#memory.write64(address + 8, q1);
+    }
+    this.#evtTail = next;
+    this.#status |= AmdViStatus.EVENT_LOG_INT;
+    this.counters.events++;
+    this.#updateIrq();
+  }
+
+  #pageFault(
+    rid: number,
+    dte: DeviceTableEntry | undefined,
+    flags: IommuEventFlags,
+    address: number,
+  ): void {
+    this.counters.faults++;
+    if (dte?.valid) {
+      if (dte.suppressAll) return;
+      if (dte.suppressRepeated && this.#faulted.has(rid)) return;
+    }
+    this.#faulted.add(rid);
+    this.#log(AmdViEvent.IO_PAGE_FAULT, {
+      deviceId: rid,
+      domainId: dte?.domainId ?? 0,
+      flags,
+      address: toBig(address),
+    });
+  }
+
+  // ---------------------------------------------------------------- translation
+
+  #exclusionRange(dte: DeviceTableEntry): { base: number; limit: number } | undefined {
+    const ex = this.#exclBase;
+    if ((ex & 1n) === 0n || (!(ex & 2n) && !dte.exclusion)) return undefined;
+    const base = Number(ex & 0x000f_ffff_ffff_f000n);
+    const limit = Number(this.#exclLimit | 0xfffn);
+    return base <= limit ? { base, limit: Math.min(limit, MAX_ADDRESS) } : undefined;
+  }
+
+  /**
+   * The full translation algorithm of amd-vi.md §2–3, with event logging when
+   * `log` is set.
+   */
+  #translate(rid: number, iova: number, access: number, log: boolean): Translated {
+    const passThrough = (state: number, perms: number, dte?: DeviceTableEntry): Translated => ({
+      ok: true,
+      state,
+      answer: { ok: true, iovaBase: iova, physBase: iova, length: MAX_ADDRESS + 1 - iova, perms },
+      dte,
+      walk: undefined,
+    });
+    if (!this.enabled) return passThrough(DteState.PassThrough, 3);
+    if (iova >= MSI_BASE && iova <= MSI_LIMIT) {
+      // The MSI window is never DMA-translated.
+      return {
+        ok: true,
+        state: DteState.Unknown,
+        answer: {
+          ok: true,
+          iovaBase: iova,
+          physBase: iova,
+          length: MSI_LIMIT + 1 - iova,
+          perms: 3,
+        },
+        dte: undefined,
+        walk: undefined,
+      };
+    }
+    const rw = access === 2;
+    const tableBytes = (Number(this.#devTabBase & 0x1ffn) + 1) * 4096;
+    if (rid * 32 + 32 > tableBytes) {
+      // A DeviceID beyond the table: a fault, never an out-of-bounds read.
+      this.counters.faults++;
+      if (log) {
+        this.#log(AmdViEvent.IO_PAGE_FAULT, { deviceId: rid, flags: { rw }, address: toBig(iova) });
+      }
+      return { ok: false, kind: "no-translation" };
+    }
+    const dteAddress = Number(this.#devTabBase & 0x000f_ffff_ffff_f000n) + rid * 32;
+    if (!this.#memory.isRam(dteAddress, 16)) {
+      this.counters.faults++;
+      if (log) {
+        this.#log(AmdViEvent.DEV_TAB_HARDWARE_ERROR, {
+          deviceId: rid,
+          flags: { rw },
+          type: 1,
+          address: toBig(dteAddress),
+        });
+      }
+      return { ok: false, kind: "no-translation" };
+    }
+    const dte = decodeDte(this.#memory.read64(dteAddress), this.#memory.read64(dteAddress + 8));
+    if (!dte.valid) return passThrough(DteState.PassThrough, 3, dte);
+    if (dte.reservedBitsSet) {
+      this.counters.faults++;
+      if (log) {
+        this.#log(AmdViEvent.ILLEGAL_DEV_TABLE_ENTRY, {
+          deviceId: rid,
+          flags: { rw, rz: true },
+          address: toBig(iova) & ~3n,
+        });
+      }
+      return { ok: false, kind: "no-translation" };
+    }
+    const excl = this.#exclusionRange(dte);
+    if (excl && iova >= excl.base && iova <= excl.limit) {
+      return {
+        ok: true,
+        state: DteState.Unknown,
+        answer: {
+          ok: true,
+          iovaBase: iova,
+          physBase: iova,
+          length: excl.limit + 1 - iova,
+          perms: 3,
+        },
+        dte,
+        walk: undefined,
+      };
+    }
+    if (!dte.translationValid) {
+      if (log) this.#pageFault(rid, dte, { rw }, iova);
+      else this.counters.faults++;
+      return { ok: false, kind: "no-translation" };
+    }
+    const dtePerms = (dte.readable ? 1 : 0) | (dte.writable ? 2 : 0);
+    if (access !== 0 && (dtePerms & access) === 0) {
+      if (log) this.#pageFault(rid, dte, { rw, pr: true, pe: true }, iova);
+      else this.counters.faults++;
+      return { ok: false, kind: "permission" };
+    }
+    if (dte.mode === 0) return passThrough(DteState.Identity, dtePerms, dte);
+    if (dte.mode > AMD_VI_MAX_LEVELS) {
+      // Mode 7 is a reserved encoding of the DTE: an illegal entry (RZ = 0: bad encoding).
+      this.counters.faults++;
+      if (log) {
+        this.#log(AmdViEvent.ILLEGAL_DEV_TABLE_ENTRY, {
+          deviceId: rid,
+          flags: { rw },
+          address: toBig(iova) & ~3n,
+        });
+      }
+      return { ok: false, kind: "no-translation" };
+    }
+    const walk = walkPageTable(this.#memory, { dte, iova, access });
+    if (!walk.ok) {
+      if (walk.kind === "page-table-hardware-error") {
+        this.counters.faults++;
+        if (log) {
+          this.#log(AmdViEvent.PAGE_TAB_HARDWARE_ERROR, {
+            deviceId: rid,
+            domainId: dte.domainId,
+            flags: { rw },
+            type: 1,
+            address: toBig(walk.entryAddress),
+          });
+        }
+        return { ok: false, kind: "no-translation" };
+      }
+      if (log) {
+        this.#pageFault(
+          rid,
+          dte,
+          { rw, pr: walk.present, pe: walk.permission, rz: walk.reserved },
+          iova,
+        );
+      } else {
+        this.counters.faults++;
+      }
+      return { ok: false, kind: walk.permission ? "permission" : "no-translation" };
+    }
+    return {
+      ok: true,
+      state: DteState.Translate,
+      answer: {
+        ok: true,
+        iovaBase: iova,
+        physBase: walk.physBase + (iova - walk.iovaBase),
+        length: runLength(walk, iova),
+        perms: walk.perms,
+      },
+      dte,
+      walk,
+    };
+  }
+
+  /**
+   * Translates one access for a device (a worker's miss), logging a fault in
+   * the event log when it fails.
+   *
+   * @param rid Requester id.
+   * @param iova The address.
+   * @param access 1 read, 2 write.
+   * @returns The answer.
+   */
+  resolve(rid: number, iova: number, access: number): TranslationAnswer {
+    this.counters.resolves++;
+    const t = this.#translate(rid, iova, access, true);
+    return t.ok ? t.answer : t;
+  }
+
+  /**
+   * What a worker's snapshot may cache after a successful miss: the DTE
+   * record and the page plus its valid neighbours (so a sequential transfer
+   * does not pay one round trip per page).
+   *
+   * @param rid Requester id.
+   * @param iova The address that missed.
+   * @returns The record and translations.
+   */
+  fill(rid: number, iova: number): { dte: SnapshotDte; translations: SnapshotTranslation[] } {
+    const { record, dte } = this.#record(rid);
+    if (record.state !== DteState.Translate || dte === undefined) {
+      return { dte: record, translations: [] };
+    }
+    const ex = record.exclusion;
+    const skip = (a: number) =>
+      (ex !== undefined && a >= ex.base && a <= ex.limit) || (a >= MSI_BASE && a <= MSI_LIMIT);
+    const translations: SnapshotTranslation[] = [];
+    if (skip(iova)) return { dte: record, translations };
+    let walk = walkPageTable(this.#memory, { dte, iova, access: 0 });
+    const neighbours = this.#options.neighbours ?? 31;
+    for (let i = 0; i <= neighbours && walk.ok; i++) {
+      translations.push({
+        rid,
+        shift: walk.shift,
+        iovaBase: walk.iovaBase,
+        physBase: walk.physBase,
+        perms: walk.perms,
+        domain: dte.domainId,
+      });
+      const next = walk.iovaBase + 2 ** walk.shift;
+      if (next > MAX_ADDRESS || skip(next)) break;
+      walk = walkPageTable(this.#memory, { dte, iova: next, access: 0 });
+    }
+    this.counters.fills += translations.length;
+    return { dte: record, translations };
+  }
+
+  /** The cacheable state of a requester's DTE (no events are logged). */
+  #record(rid: number): { record: SnapshotDte; dte: DeviceTableEntry | undefined } {
+    const unknown = {
+      record: { rid, state: DteState.Unknown, perms: 0, domain: 0, exclusion: undefined },
+      dte: undefined,
+    };
+    if (!this.enabled) {
+      return {
+        record: { rid, state: DteState.PassThrough, perms: 3, domain: 0, exclusion: undefined },
+        dte: undefined,
+      };
+    }
+    const tableBytes = (Number(this.#devTabBase & 0x1ffn) + 1) * 4096;
+    if (rid * 32 + 32 > tableBytes) return unknown;
+    const dteAddress = Number(this.#devTabBase & 0x000f_ffff_ffff_f000n) + rid * 32;
+    if (!this.#memory.isRam(dteAddress, 16)) return unknown;
+    const dte = decodeDte(this.#memory.read64(dteAddress), this.#memory.read64(dteAddress + 8));
+    if (!dte.valid) {
+      return {
+        record: { rid, state: DteState.PassThrough, perms: 3, domain: 0, exclusion: undefined },
+        dte,
+      };
+    }
+    if (dte.reservedBitsSet || !dte.translationValid || dte.mode > AMD_VI_MAX_LEVELS) {
+      return unknown;
+    }
+    const perms = (dte.readable ? 1 : 0) | (dte.writable ? 2 : 0);
+    const state = dte.mode === 0 ? DteState.Identity : DteState.Translate;
+    return {
+      record: { rid, state, perms, domain: dte.domainId, exclusion: this.#exclusionRange(dte) },
+      dte,
+    };
+  }
+
+  // ---------------------------------------------------------------- commands
+
+  #kick(): void {
+    if (this.#processing) {
+      this.#again = true;
+      return;
+    }
+    if (!this.#cmdRun || this.#cmdHead === this.#cmdTail) {
+      this.#notifyIdle();
+      return;
+    }
+    this.#processing = true;
+    queueMicrotask(async () => {
+      try {
+        await this.#process();
+      } finally {
+        this.#processing = false;
+        if (this.#again) {
+          this.#again = false;
+          this.#kick();
+        } else {
+          this.#notifyIdle();
+        }
+      }
+    });
+  }
+
+  #notifyIdle(): void {
+    if (this.#processing) return;
+    for (const resolve of this.#idleWaiters.splice(0)) resolve();
+  }
+
+  /**
+   * Resolves when the command processor has nothing left to do (tests).
+   *
+   * @returns A promise.
+   */
+  idle(): Promise<void> {
+    if (!this.#processing && (!this.#cmdRun || this.#cmdHead === this.#cmdTail)) {
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  #stopCommands(): void {
+    this.#status &= ~AmdViStatus.CMD_BUF_RUN;
+    this.#ringEpoch++;
+  }
+
+  async #process(): Promise<void> {
+    while (this.#cmdRun && this.#cmdHead !== this.#cmdTail) {
+      const epoch = this.#ringEpoch;
+      const address = Number(this.#cmdBase & 0x000f_ffff_ffff_f000n) + Number(this.#cmdHead);
+      if (!this.#memory.isRam(address, 16)) {
+        this.#log(AmdViEvent.COMMAND_HARDWARE_ERROR, { type: 1, address: toBig(address) });
+        this.#stopCommands();
+        return;
+      }
+      const command = decodeCommand(this.#memory.read64(address), this.#memory.read64(address + 8));
+      if (command.op === "ILLEGAL") {
+        this.#log(AmdViEvent.ILLEGAL_COMMAND_ERROR, { address: toBig(address) });
+        this.#stopCommands();
+        return;
+      }
+      this.counters.commands++;
+      const ok = await this.#execute(command, address);
+      if (epoch !== this.#ringEpoch) return; // the ring was stopped or reprogrammed meanwhile
+      if (!ok) {
+        this.#stopCommands();
+        return;
+      }
+      this.#cmdHead = (this.#cmdHead + 16n) % this.#cmdSize;
+    }
+  }
+
+  /** Executes one command; false when it failed (a hardware error was logged). */
+  async #execute(
+    command: Exclude<IommuCommand, { op: "ILLEGAL" }>,
+    address: number,
+  ): Promise<boolean> {
+    switch (command.op) {
+      case "COMPLETION_WAIT": {
+        // Every earlier command, including every acknowledgement, completes first.
+        const pending = this.#pending;
+        this.#pending = [];
+        await Promise.all(pending);
+        if (command.store) {
+          if (!this.#memory.isRam(command.storeAddress, 8)) {
+            this.#log(AmdViEvent.COMMAND_HARDWARE_ERROR, {
+              type: 1,
+              address: toBig(command.storeAddress),
+            });
+            return false;
+          }
+          // Atomic, so a guest polling the semaphore with Atomics sees the whole value.
+          this.#memory.atomicStore64(command.storeAddress, command.storeData);
+        }
+        if (command.interrupt) {
+          this.#status |= AmdViStatus.COM_WAIT_INT;
+          this.#updateIrq();
+        }
+        return true;
+      }
+      case "INVALIDATE_DEVTAB_ENTRY":
+        this.counters.invalidations++;
+        this.#faulted.delete(command.deviceId);
+        this.#broadcast(
+          { kind: "device", rid: command.deviceId, start: 0, end: MAX_ADDRESS },
+          address,
+          (link) => {
+            link.dropDevice(command.deviceId);
+          },
+        );
+        return true;
+      case "INVALIDATE_IOMMU_PAGES":
+        this.counters.invalidations++;
+        this.#broadcast({ kind: "domain", domain: command.domainId, ...command.range }, address);
+        return true;
+      case "INVALIDATE_IOTLB_PAGES":
+        this.counters.invalidations++;
+        this.#broadcast({ kind: "device", rid: command.deviceId, ...command.range }, address);
+        return true;
+      case "INVALIDATE_INTERRUPT_TABLE":
+        // No interrupt remapping is modelled: nothing is cached.
+        return true;
+      case "PREFETCH_IOMMU_PAGES": {
+        for (const link of this.#links) {
+          if (!link.rids.includes(command.deviceId)) continue;
+          const count = Math.max(1, command.count);
+          for (let i = 0; i < count; i++) {
+            const iova = command.address + i * 4096;
+            if (iova > MAX_ADDRESS) break;
+            const t = this.#translate(command.deviceId, iova, 0, false);
+            if (t.ok) link.prefetch(command.deviceId, iova);
+          }
+        }
+        return true;
+      }
+      case "INVALIDATE_IOMMU_ALL":
+        this.counters.invalidations++;
+        this.#faulted.clear();
+        this.#broadcast({ kind: "all" }, address);
+        return true;
+    }
+  }
+
+  #waitLimitMs(): number {
+    const code = Number(bits(this.#control, 7, 5));
+    const ms = invTimeoutMs(code);
+    return Number.isFinite(ms) ? ms : this.#options.watchdogMs ?? 60_000;
+  }
+
+  /**
+   * Starts an invalidation on every worker it may concern; the wait for their
+   * acknowledgements becomes part of the next COMPLETION_WAIT.
+   */
+  #broadcast(
+    scope: InvalidationScope,
+    commandAddress: number,
+    before?: (link: WorkerLink) => void,
+  ): void {
+    const timeout = this.#waitLimitMs();
+    for (const link of this.#links) {
+      if (!link.concerns(scope)) continue;
+      before?.(link);
+      this.#pending.push(this.#invalidateOne(link, scope, timeout, commandAddress));
+    }
+  }
+
+  async #invalidateOne(
+    link: WorkerLink,
+    scope: InvalidationScope,
+    timeout: number,
+    commandAddress: number,
+  ): Promise<void> {
+    const outcome = await link.invalidate(scope, timeout);
+    if (outcome !== "timed-out") return;
+    this.counters.timeouts++;
+    this.#log(AmdViEvent.IOTLB_INV_TIMEOUT, {
+      deviceId: link.rids[0] ?? 0,
+      address: toBig(commandAddress) & ~0xfn,
+    });
+    const reason =
+      `Device ${link.id} did not acknowledge an IOTLB invalidation within ${timeout} ms`;
+    await (this.#options.failWorker?.(link, reason) ?? Promise.resolve());
+  }
+
+  /**
+   * A description of the register state (for logs and tests).
+   *
+   * @returns One line.
+   */
+  describe(): string {
+    return `control ${hex(this.#control)} status ${hex(this.#status)} cmd ${hex(this.#cmdHead)}/${
+      hex(this.#cmdTail)
+    } evt ${hex(this.#evtHead)}/${hex(this.#evtTail)}`;
+  }
+}

@@ -1,0 +1,398 @@
+/**
+ * The device worker's MMU: translations from a local cache, backed by the
+ * shared IOTLB snapshot, backed by a synchronous miss request to the main
+ * isolate; invalidations noticed through a shared generation at every DMA
+ * transaction and acknowledged once no transaction or live mapping still
+ * uses an invalidated translation.
+ *
+ * @module
+ */
+
+import type { DmaAccess, Mmu, MmuPin, MmuResult } from "../dma/mmu.ts";
+import { ringDoorbell, spinWait, type WakeTarget } from "../shared/doorbell.ts";
+import { DteState, SnapshotHeader, TargetCtrl } from "../shared/layout.ts";
+import { FOUR_GIB, MAX_ADDRESS } from "../util/address.ts";
+import { type SnapshotDte, SnapshotReader } from "./iotlb_snapshot.ts";
+
+/** What an invalidation covers, as sent to workers. */
+export type InvalidationScope =
+  | { readonly kind: "all" }
+  | {
+    readonly kind: "domain";
+    readonly domain: number;
+    readonly start: number;
+    readonly end: number;
+  }
+  | { readonly kind: "device"; readonly rid: number; readonly start: number; readonly end: number };
+
+/** The invalidation message the main isolate sends over the IOMMU channel. */
+export interface InvalidationMessage {
+  /** Always `invalidate`. */
+  readonly type: "invalidate";
+  /** The generation this invalidation was published as. */
+  readonly gen: number;
+  /** What it covers. */
+  readonly scope: InvalidationScope;
+}
+
+/** Counters a worker keeps about its translations. */
+export interface MmuCounters {
+  /** Translations served from the local cache or the snapshot. */
+  hits: number;
+  /** Translations that needed the main isolate. */
+  misses: number;
+  /** Invalidations acknowledged. */
+  invalidations: number;
+  /** Faults returned. */
+  faults: number;
+}
+
+interface LocalEntry {
+  readonly iovaBase: number;
+  readonly end: number;
+  readonly physBase: number;
+  readonly perms: number;
+}
+
+interface Pin {
+  readonly rid: number;
+  readonly domain: number;
+  readonly start: number;
+  readonly end: number;
+  readonly createdGen: number;
+  readonly onInvalidate: () => void;
+  notified: boolean;
+  released: boolean;
+}
+
+/** Options for {@linkcode SnapshotMmu}. */
+export interface SnapshotMmuOptions {
+  /** The snapshot buffer. */
+  readonly snapshot: SharedArrayBuffer;
+  /** The device's target control words (INV_REQ_GEN, INV_ACK_GEN). */
+  readonly ctrl: Int32Array;
+  /** The main isolate's control words (to wake it). */
+  readonly mainCtrl: Int32Array;
+  /** Where wake messages for the main isolate go. */
+  readonly toMain: WakeTarget;
+  /** How long a miss may wait for the main isolate (ms, default 30000). */
+  readonly missTimeoutMs?: number;
+}
+
+const ACCESS_BITS: Record<DmaAccess, number> = { read: 1, write: 2 };
+const PAGE = 4096;
+
+function overlaps(pin: Pin, start: number, end: number): boolean {
+  return pin.start <= end && start < pin.end;
+}
+
+function scopeCovers(scope: InvalidationScope, pin: Pin): boolean {
+  switch (scope.kind) {
+    case "all":
+      return true;
+    case "domain":
+      return pin.domain === scope.domain && overlaps(pin, scope.start, scope.end);
+    case "device":
+      return pin.rid === scope.rid && overlaps(pin, scope.start, scope.end);
+  }
+}
+
+/**
+ * The worker-side MMU.
+ *
+ * @example A pass-through requester translates to itself
+ * ```ts
+ * import { SnapshotMmu } from "./snapshot_mmu.ts";
+ * import { SnapshotWriter } from "./iotlb_snapshot.ts";
+ * import { DteState } from "../shared/layout.ts";
+ * import { equal } from "node:assert/strict";
+ * const writer = new SnapshotWriter();
+ * writer.setDte({ rid: 0x20, state: DteState.PassThrough, perms: 3, domain: 0, exclusion: undefined });
+ * const mmu = new SnapshotMmu({
+ *   snapshot: writer.buffer, ctrl: new Int32Array(new SharedArrayBuffer(64)),
+ *   mainCtrl: new Int32Array(new SharedArrayBuffer(64)), toMain: { postMessage: () => {} },
+ * });
+ * mmu.beginTransaction();
+ * const t = mmu.translate(0x20, 0x1234, 16, "write");
+ * equal(t.ok && t.address, 0x1234);
+ * ```
+ */
+export class SnapshotMmu implements Mmu {
+  /** Counters. */
+  readonly counters: MmuCounters = { hits: 0, misses: 0, invalidations: 0, faults: 0 };
+  #reader: SnapshotReader;
+  #words: Int32Array;
+  #ctrl: Int32Array;
+  #mainCtrl: Int32Array;
+  #toMain: WakeTarget;
+  #missTimeout: number;
+  #seenGen: number;
+  #ackedGen: number;
+  #msgGen: number;
+  #local = new Map<number, Map<number, LocalEntry>>();
+  #dtes = new Map<number, SnapshotDte>();
+  #last: LocalEntry | undefined;
+  #lastRid = -1;
+  #missSeq: number;
+  #pins = new Set<Pin>();
+  #depth = 0;
+  #txn = 0;
+
+  /**
+   * Creates the MMU over a snapshot.
+   *
+   * @param options Snapshot, control words and wake target.
+   */
+  constructor(options: SnapshotMmuOptions) {
+    this.#reader = new SnapshotReader(options.snapshot);
+    this.#words = this.#reader.words;
+    this.#ctrl = options.ctrl;
+    this.#mainCtrl = options.mainCtrl;
+    this.#toMain = options.toMain;
+    this.#missTimeout = options.missTimeoutMs ?? 30_000;
+    this.#seenGen = Atomics.load(this.#ctrl, TargetCtrl.INV_REQ_GEN);
+    this.#ackedGen = Atomics.load(this.#ctrl, TargetCtrl.INV_ACK_GEN);
+    this.#msgGen = this.#seenGen;
+    this.#missSeq = Atomics.load(this.#words, SnapshotHeader.MISS_REQ_SEQ);
+  }
+
+  /** Live pinned mappings. */
+  get livePins(): number {
+    return this.#pins.size;
+  }
+
+  /**
+   * Whether an invalidation is waiting to be acknowledged (the host's work
+   * loop calls {@linkcode SnapshotMmu.poll} when this is true).
+   */
+  get pending(): boolean {
+    return Atomics.load(this.#ctrl, TargetCtrl.INV_REQ_GEN) !== this.#ackedGen;
+  }
+
+  /** Whether a new invalidation generation has not been looked at yet. */
+  get needsPoll(): boolean {
+    return Atomics.load(this.#ctrl, TargetCtrl.INV_REQ_GEN) !== this.#seenGen;
+  }
+
+  /** Start of a DMA transaction: revalidate against invalidations. */
+  beginTransaction(): void {
+    if (this.#depth++ === 0) {
+      // Publish "a copy may be in flight" before anything is translated.
+      Atomics.store(this.#ctrl, TargetCtrl.TXN, this.#txn = (this.#txn + 1) | 1);
+      if (Atomics.load(this.#ctrl, TargetCtrl.INV_REQ_GEN) !== this.#seenGen) this.#catchUp();
+    }
+  }
+
+  /** End of a DMA transaction: publish the counters, mark no copy in flight. */
+  endTransaction(): void {
+    if (this.#depth === 0 || --this.#depth > 0) return;
+    const c = this.counters;
+    const w = this.#ctrl;
+    Atomics.store(w, TargetCtrl.MMU_HITS, c.hits);
+    Atomics.store(w, TargetCtrl.MMU_MISSES, c.misses);
+    Atomics.store(w, TargetCtrl.MMU_FAULTS, c.faults);
+    Atomics.store(w, TargetCtrl.MMU_INVALIDATIONS, c.invalidations);
+    Atomics.store(w, TargetCtrl.TXN, this.#txn = (this.#txn + 1) | 0);
+  }
+
+  /** Between transactions (idle): acknowledge what can be acknowledged. */
+  poll(): void {
+    this.#catchUp();
+  }
+
+  /**
+   * Handles an invalidation message from the main isolate.
+   *
+   * @param message The message.
+   */
+  onInvalidation(message: InvalidationMessage): void {
+    for (const pin of this.#pins) {
+      if (pin.notified || pin.released || ((pin.createdGen - message.gen) | 0) >= 0) continue;
+      if (!scopeCovers(message.scope, pin)) continue;
+      pin.notified = true;
+      pin.onInvalidate();
+    }
+    if (((message.gen - this.#msgGen) | 0) > 0) this.#msgGen = message.gen;
+    this.#catchUp();
+  }
+
+  #catchUp(): void {
+    const req = Atomics.load(this.#ctrl, TargetCtrl.INV_REQ_GEN);
+    if (req !== this.#seenGen) {
+      // Every translation cached here may be one the invalidation removed:
+      // drop them all; the snapshot (already cleaned by main) refills us.
+      this.#local.clear();
+      this.#dtes.clear();
+      this.#last = undefined;
+      this.#lastRid = -1;
+      this.#seenGen = req;
+    }
+    if (req === this.#ackedGen) return;
+    for (const pin of this.#pins) {
+      if (pin.released || ((pin.createdGen - req) | 0) >= 0) continue;
+      // A mapping older than this invalidation: we must know whether the
+      // invalidation covers it (from the messages) and, if so, wait for its release.
+      if (((this.#msgGen - req) | 0) < 0) return;
+      if (pin.notified) return;
+    }
+    this.#ackedGen = req;
+    this.counters.invalidations++;
+    Atomics.store(this.#ctrl, TargetCtrl.MMU_INVALIDATIONS, this.counters.invalidations);
+    Atomics.store(this.#ctrl, TargetCtrl.INV_ACK_GEN, req);
+    ringDoorbell(this.#mainCtrl, this.#toMain);
+  }
+
+  /**
+   * Translates one access.
+   *
+   * @param rid Requester id.
+   * @param iova The address.
+   * @param _length Requested length (answers cover their whole page).
+   * @param access Read or write.
+   * @returns The translation or the fault.
+   */
+  translate(rid: number, iova: number, _length: number, access: DmaAccess): MmuResult {
+    const need = ACCESS_BITS[access];
+    const last = this.#last;
+    if (
+      last !== undefined && rid === this.#lastRid && iova >= last.iovaBase && iova < last.end &&
+      (last.perms & need)
+    ) {
+      this.counters.hits++;
+      return {
+        ok: true,
+        address: last.physBase + (iova - last.iovaBase),
+        length: last.end - iova,
+        permissions: last.perms,
+      };
+    }
+    const entry = this.#find(rid, iova);
+    if (entry !== undefined && (entry.perms & need)) {
+      this.counters.hits++;
+      this.#last = entry;
+      this.#lastRid = rid;
+      return {
+        ok: true,
+        address: entry.physBase + (iova - entry.iovaBase),
+        length: entry.end - iova,
+        permissions: entry.perms,
+      };
+    }
+    return this.#miss(rid, iova, access);
+  }
+
+  #dte(rid: number): SnapshotDte | undefined {
+    let dte = this.#dtes.get(rid);
+    if (dte === undefined) {
+      dte = this.#reader.dte(rid);
+      if (dte !== undefined) this.#dtes.set(rid, dte);
+    }
+    return dte;
+  }
+
+  #find(rid: number, iova: number): LocalEntry | undefined {
+    const dte = this.#dte(rid);
+    if (dte === undefined || dte.state === DteState.Unknown) return undefined;
+    const ex = dte.exclusion;
+    if (ex !== undefined && iova >= ex.base && iova <= ex.limit) {
+      return { iovaBase: ex.base, end: ex.limit + 1, physBase: ex.base, perms: 3 };
+    }
+    if (dte.state === DteState.PassThrough) {
+      return { iovaBase: 0, end: MAX_ADDRESS + 1, physBase: 0, perms: 3 };
+    }
+    if (dte.state === DteState.Identity) {
+      return { iovaBase: 0, end: MAX_ADDRESS + 1, physBase: 0, perms: dte.perms };
+    }
+    const page = Math.floor(iova / PAGE);
+    let pages = this.#local.get(rid);
+    const cached = pages?.get(page);
+    if (cached !== undefined) return cached;
+    const t = this.#reader.lookup(rid, iova);
+    if (t === undefined) return undefined;
+    const size = 2 ** t.shift;
+    const entry: LocalEntry = {
+      iovaBase: t.iovaBase,
+      end: t.iovaBase + size,
+      physBase: t.physBase,
+      perms: t.perms,
+    };
+    if (!pages) this.#local.set(rid, pages = new Map());
+    pages.set(page, entry);
+    return entry;
+  }
+
+  #miss(rid: number, iova: number, access: DmaAccess): MmuResult {
+    this.counters.misses++;
+    const w = this.#words;
+    const seq = (this.#missSeq = (this.#missSeq + 1) | 0);
+    Atomics.store(w, SnapshotHeader.MISS_RID, rid);
+    Atomics.store(w, SnapshotHeader.MISS_IOVA_LO, iova % FOUR_GIB | 0);
+    Atomics.store(w, SnapshotHeader.MISS_IOVA_HI, Math.floor(iova / FOUR_GIB) | 0);
+    Atomics.store(w, SnapshotHeader.MISS_ACCESS, ACCESS_BITS[access]);
+    Atomics.store(w, SnapshotHeader.MISS_REQ_SEQ, seq);
+    ringDoorbell(this.#mainCtrl, this.#toMain);
+    const deadline = performance.now() + this.#missTimeout;
+    for (;;) {
+      const observed = Atomics.load(w, SnapshotHeader.MISS_RESP_SEQ);
+      if (observed === seq) break;
+      const left = deadline - performance.now();
+      if (left <= 0 || !spinWait(w, SnapshotHeader.MISS_RESP_SEQ, observed, left)) {
+        if (Atomics.load(w, SnapshotHeader.MISS_RESP_SEQ) === seq) break;
+        this.counters.faults++;
+        return { ok: false, kind: "no-translation" };
+      }
+    }
+    const status = Atomics.load(w, SnapshotHeader.MISS_STATUS);
+    if (status !== 0) {
+      this.counters.faults++;
+      return { ok: false, kind: status === 2 ? "permission" : "no-translation" };
+    }
+    const base = (Atomics.load(w, SnapshotHeader.MISS_BASE_HI) >>> 0) * FOUR_GIB +
+      (Atomics.load(w, SnapshotHeader.MISS_BASE_LO) >>> 0);
+    const phys = (Atomics.load(w, SnapshotHeader.MISS_PHYS_HI) >>> 0) * FOUR_GIB +
+      (Atomics.load(w, SnapshotHeader.MISS_PHYS_LO) >>> 0);
+    const length = (Atomics.load(w, SnapshotHeader.MISS_LEN_HI) >>> 0) * FOUR_GIB +
+      (Atomics.load(w, SnapshotHeader.MISS_LEN_LO) >>> 0);
+    const perms = Atomics.load(w, SnapshotHeader.MISS_PERMS);
+    const entry: LocalEntry = { iovaBase: base, end: base + length, physBase: phys, perms };
+    this.#last = entry;
+    this.#lastRid = rid;
+    return {
+      ok: true,
+      address: phys + (iova - base),
+      length: entry.end - iova,
+      permissions: perms,
+    };
+  }
+
+  /**
+   * Registers a live mapping.
+   *
+   * @param rid Requester id.
+   * @param iova Start.
+   * @param length Length.
+   * @param onInvalidate Called once if an invalidation covers it.
+   * @returns The pin.
+   */
+  pin(rid: number, iova: number, length: number, onInvalidate: () => void): MmuPin {
+    const pin: Pin = {
+      rid,
+      domain: this.#dte(rid)?.domain ?? -1,
+      start: iova,
+      end: iova + length,
+      createdGen: this.#seenGen,
+      onInvalidate,
+      notified: false,
+      released: false,
+    };
+    this.#pins.add(pin);
+    return {
+      release: () => {
+        if (pin.released) return;
+        pin.released = true;
+        this.#pins.delete(pin);
+        this.#catchUp();
+      },
+    };
+  }
+}

@@ -1,0 +1,282 @@
+/**
+ * The main isolate's link to one device worker's IOTLB: answers its
+ * translation misses, fills its snapshot, and carries invalidations to it
+ * (snapshot entries removed first, then the shared generation bumped and the
+ * scope sent over the IOMMU MessageChannel) until it acknowledges or its
+ * InvTimeOut expires.
+ *
+ * @module
+ */
+
+import type { MainHub } from "../machine/main_hub.ts";
+import { ringDoorbell, type WakeTarget } from "../shared/doorbell.ts";
+import { DteState, SnapshotHeader, TargetCtrl, TargetState } from "../shared/layout.ts";
+import { FOUR_GIB } from "../util/address.ts";
+import { type SnapshotDte, type SnapshotTranslation, SnapshotWriter } from "./iotlb_snapshot.ts";
+import type { InvalidationMessage, InvalidationScope } from "./snapshot_mmu.ts";
+
+/** The IOMMU's answer to a translation request. */
+export type TranslationAnswer =
+  | {
+    readonly ok: true;
+    /** IOVA where the answered run starts. */
+    readonly iovaBase: number;
+    /** Physical address of `iovaBase`. */
+    readonly physBase: number;
+    /** Length of the run in bytes. */
+    readonly length: number;
+    /** Permission bits. */
+    readonly perms: number;
+  }
+  | { readonly ok: false; readonly kind: "no-translation" | "permission" };
+
+/** What the IOMMU model provides to a link. */
+export interface TranslationSource {
+  /**
+   * Translates (and logs a fault in the event log when it fails).
+   *
+   * @param rid Requester id.
+   * @param iova Address.
+   * @param access 1 read, 2 write.
+   * @returns The answer.
+   */
+  resolve(rid: number, iova: number, access: number): TranslationAnswer;
+  /**
+   * Publishes what the snapshot may cache for `rid` around `iova` after a
+   * successful resolve: the device-table record and translations (the page
+   * and its valid neighbours).
+   *
+   * @param rid Requester id.
+   * @param iova Address.
+   * @returns The record and the translations to cache.
+   */
+  fill(rid: number, iova: number): { dte: SnapshotDte; translations: SnapshotTranslation[] };
+}
+
+/** How an invalidation ended for one worker. */
+export type InvalidationOutcome = "acknowledged" | "timed-out" | "failed";
+
+/** Options for {@linkcode WorkerLink}. */
+export interface WorkerLinkOptions {
+  /** Device id (for messages). */
+  readonly id: string;
+  /** The requester ids the worker issues DMA as. */
+  readonly rids: readonly number[];
+  /** The device's target block words. */
+  readonly ctrl: Int32Array;
+  /** The main end of the IOMMU channel. */
+  readonly port: MessagePort;
+  /** Where to ring the worker's doorbell. */
+  readonly wake: () => WakeTarget | undefined;
+  /** The IOMMU. */
+  readonly source: TranslationSource;
+}
+
+/**
+ * One worker's IOTLB, seen from the main isolate.
+ *
+ * @example
+ * ```ts ignore
+ * const link = new WorkerLink(hub, { id, rids: [0x20], ctrl, port, wake: () => worker, source: iommu });
+ * await link.invalidate({ kind: "all" }, 1000);
+ * ```
+ */
+export class WorkerLink {
+  /** Device id. */
+  readonly id: string;
+  /** Requester ids served. */
+  readonly rids: readonly number[];
+  /** The snapshot. */
+  readonly snapshot: SnapshotWriter;
+  /** Counters kept by the main isolate. */
+  readonly counters: { fills: number; invalidations: number; timeouts: number } = {
+    fills: 0,
+    invalidations: 0,
+    timeouts: 0,
+  };
+  #hub: MainHub;
+  #ctrl: Int32Array;
+  #port: MessagePort;
+  #wake: () => WakeTarget | undefined;
+  #source: TranslationSource;
+  #gen: number;
+  #domains = new Set<number>();
+  #words: Int32Array;
+
+  /**
+   * Creates the link and starts serving misses.
+   *
+   * @param hub The main hub.
+   * @param options The worker's words, channel and the IOMMU.
+   */
+  constructor(hub: MainHub, options: WorkerLinkOptions) {
+    this.id = options.id;
+    this.rids = options.rids;
+    this.snapshot = new SnapshotWriter();
+    this.#words = new Int32Array(this.snapshot.buffer);
+    this.#hub = hub;
+    this.#ctrl = options.ctrl;
+    this.#port = options.port;
+    this.#wake = options.wake;
+    this.#source = options.source;
+    this.#gen = Atomics.load(this.#ctrl, TargetCtrl.INV_REQ_GEN);
+    hub.addTask({ step: () => this.#serveMiss(), hasWork: () => this.#missPending() });
+  }
+
+  /** Whether the worker is alive. */
+  get alive(): boolean {
+    return Atomics.load(this.#ctrl, TargetCtrl.STATE) === TargetState.Running;
+  }
+
+  #missPending(): boolean {
+    const w = this.#words;
+    return Atomics.load(w, SnapshotHeader.MISS_REQ_SEQ) !==
+      Atomics.load(w, SnapshotHeader.MISS_RESP_SEQ);
+  }
+
+  #serveMiss(): boolean {
+    const w = this.#words;
+    const seq = Atomics.load(w, SnapshotHeader.MISS_REQ_SEQ);
+    if (seq === Atomics.load(w, SnapshotHeader.MISS_RESP_SEQ)) return false;
+    const rid = Atomics.load(w, SnapshotHeader.MISS_RID);
+    const iova = (Atomics.load(w, SnapshotHeader.MISS_IOVA_HI) >>> 0) * FOUR_GIB +
+      (Atomics.load(w, SnapshotHeader.MISS_IOVA_LO) >>> 0);
+    const access = Atomics.load(w, SnapshotHeader.MISS_ACCESS);
+    const answer = this.rids.includes(rid)
+      ? this.#source.resolve(rid, iova, access)
+      : { ok: false as const, kind: "no-translation" as const };
+    if (answer.ok) {
+      this.#publish(rid, iova);
+      const put = (index: number, value: number) => {
+        Atomics.store(w, index, value % FOUR_GIB | 0);
+        Atomics.store(w, index + 1, Math.floor(value / FOUR_GIB) | 0);
+      };
+      Atomics.store(w, SnapshotHeader.MISS_STATUS, 0);
+      put(SnapshotHeader.MISS_BASE_LO, answer.iovaBase);
+      put(SnapshotHeader.MISS_PHYS_LO, answer.physBase);
+      put(SnapshotHeader.MISS_LEN_LO, answer.length);
+      Atomics.store(w, SnapshotHeader.MISS_PERMS, answer.perms);
+    } else {
+      Atomics.store(w, SnapshotHeader.MISS_STATUS, answer.kind === "permission" ? 2 : 1);
+    }
+    Atomics.store(w, SnapshotHeader.MISS_RESP_SEQ, seq);
+    Atomics.notify(w, SnapshotHeader.MISS_RESP_SEQ);
+    return true;
+  }
+
+  #publish(rid: number, iova: number): void {
+    const { dte, translations } = this.#source.fill(rid, iova);
+    this.snapshot.setDte(dte);
+    this.#domains.add(dte.domain);
+    for (const t of translations) {
+      this.snapshot.insert(t);
+      this.counters.fills++;
+    }
+  }
+
+  /**
+   * Pre-fills the snapshot (PREFETCH_IOMMU_PAGES).
+   *
+   * @param rid Requester id.
+   * @param iova Address.
+   */
+  prefetch(rid: number, iova: number): void {
+    if (this.rids.includes(rid) && this.alive) this.#publish(rid, iova);
+  }
+
+  /**
+   * Whether an invalidation with `scope` may concern this worker.
+   *
+   * @param scope The scope.
+   * @returns `true` when the worker must be told.
+   */
+  concerns(scope: InvalidationScope): boolean {
+    switch (scope.kind) {
+      case "all":
+        return true;
+      case "domain":
+        return this.#domains.has(scope.domain);
+      case "device":
+        return this.rids.includes(scope.rid);
+    }
+  }
+
+  /**
+   * Invalidates: removes the matching snapshot entries, bumps the worker's
+   * generation, sends the scope, and resolves when the worker acknowledges,
+   * dies, or `timeoutMs` passes (then the caller must stop the worker).
+   *
+   * @param scope What to invalidate.
+   * @param timeoutMs The InvTimeOut in ms (`Infinity` for none).
+   * @returns How it ended.
+   */
+  async invalidate(scope: InvalidationScope, timeoutMs: number): Promise<InvalidationOutcome> {
+    if (!this.alive) return "failed";
+    this.#removeEntries(scope);
+    const gen = (this.#gen = (this.#gen + 1) | 0);
+    Atomics.store(this.#ctrl, TargetCtrl.INV_REQ_GEN, gen);
+    this.counters.invalidations++;
+    this.#port.postMessage({ type: "invalidate", gen, scope } satisfies InvalidationMessage);
+    const wake = this.#wake();
+    if (wake) ringDoorbell(this.#ctrl, wake);
+    const acked = () =>
+      ((Atomics.load(this.#ctrl, TargetCtrl.INV_ACK_GEN) - gen) | 0) >= 0 || !this.alive;
+    const ok = await this.#hub.until(acked, timeoutMs);
+    if (!this.alive) return "failed";
+    if (ok) return "acknowledged";
+    this.counters.timeouts++;
+    return "timed-out";
+  }
+
+  #removeEntries(scope: InvalidationScope): void {
+    switch (scope.kind) {
+      case "all":
+        this.snapshot.clearAll();
+        this.#domains.clear();
+        return;
+      case "domain":
+        this.snapshot.remove((t) =>
+          t.domain === scope.domain && t.iovaBase <= scope.end &&
+          scope.start < t.iovaBase + 2 ** t.shift
+        );
+        return;
+      case "device":
+        this.snapshot.remove((t) =>
+          t.rid === scope.rid && t.iovaBase <= scope.end && scope.start < t.iovaBase + 2 ** t.shift
+        );
+        return;
+    }
+  }
+
+  /**
+   * Withdraws a requester's device-table record and its translations
+   * (INVALIDATE_DEVTAB_ENTRY).
+   *
+   * @param rid Requester id.
+   */
+  dropDevice(rid: number): void {
+    this.snapshot.clearDte(rid);
+    this.snapshot.remove((t) => t.rid === rid);
+  }
+
+  /**
+   * Publishes a pass-through record for every requester (IOMMU disabled):
+   * used when the IOMMU is switched off, so workers stop asking.
+   */
+  publishPassThrough(): void {
+    for (const rid of this.rids) {
+      this.snapshot.setDte({
+        rid,
+        state: DteState.PassThrough,
+        perms: 3,
+        domain: 0,
+        exclusion: undefined,
+      });
+    }
+  }
+
+  /** Closes the channel. */
+  close(): void {
+    this.#port.close();
+  }
+}

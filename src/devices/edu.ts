@@ -19,6 +19,16 @@
  * | 0x98 | DMA command: bit 0 start, bit 1 direction (0 RAM → device, 1 device → RAM), bit 2 raise interrupt 0x100 when done |
  * | 0xa0 | **DMA fault address (RO, dmaworks extension)**: the IOVA that faulted |
  * | 0xa8 | **DMA fault code (RO, dmaworks extension)**: see {@linkcode EDU_FAULT_CODES} |
+ * | 0xb0 | **DMA stop (WO, dmaworks extension)**: any write ends a repeating DMA after its current iteration |
+ * | 0xb8 | **DMA iterations (RO, dmaworks extension)**: transfers completed since reset |
+ *
+ * DMA command extensions (dmaworks): bit 3 **repeat** (run the transfer again
+ * and again until 0xb0 is written or a transfer fails; the interrupt, if
+ * asked for, is raised once, when it stops) and bit 4 **copy** (RAM → RAM
+ * through the buffer: read `count` bytes at the source into the buffer, then
+ * write them to the destination; both addresses are DMA addresses and the
+ * direction bit is ignored). Together they make edu a continuous DMA engine
+ * for concurrency tests.
  *
  * Differences from QEMU 7.2, on purpose: a DMA runs as soon as it is started
  * (no 100 ms virtual timer); a transfer that does not fit the 4 KiB buffer at
@@ -31,7 +41,7 @@
  * @module
  */
 
-import { dmaFault, type DmaFaultKind } from "../dma/dma_result.ts";
+import type { DmaFaultKind } from "../dma/dma_result.ts";
 import { bigintToAddress } from "../util/address.ts";
 import type { DeviceDescriptor, DeviceEnv, DeviceModel } from "./device_model.ts";
 
@@ -58,6 +68,10 @@ export const EduDmaCommand = {
   TO_RAM: 0x2,
   /** Raise interrupt 0x100 when done. */
   IRQ: 0x4,
+  /** Repeat until stopped (dmaworks extension). */
+  REPEAT: 0x8,
+  /** RAM → RAM copy through the buffer (dmaworks extension). */
+  COPY: 0x10,
 } as const;
 
 /** Interrupt status bits raised by the device itself. */
@@ -142,6 +156,8 @@ export class EduDevice implements DeviceModel {
   #faultAddress = 0n;
   #faultCode = 0;
   #dmaMask: bigint;
+  #stop = false;
+  #iterations = 0n;
   #buffer = new Uint8Array(EDU_DMA_BUFFER_SIZE);
 
   /**
@@ -213,6 +229,8 @@ export class EduDevice implements DeviceModel {
         return this.#faultAddress;
       case 0xa8:
         return BigInt(this.#faultCode);
+      case 0xb8:
+        return this.#iterations;
       default:
         return ALL_ONES_64;
     }
@@ -268,6 +286,10 @@ export class EduDevice implements DeviceModel {
   }
 
   #write64(offset: number, value: bigint): void {
+    if (offset === 0xb0) {
+      if (this.#cmd & BigInt(EduDmaCommand.RUN)) this.#stop = true;
+      return;
+    }
     if (this.#cmd & BigInt(EduDmaCommand.RUN)) return; // registers are locked while a DMA runs
     switch (offset) {
       case 0x80:
@@ -282,6 +304,7 @@ export class EduDevice implements DeviceModel {
       case 0x98:
         if (!(value & BigInt(EduDmaCommand.RUN))) break;
         this.#cmd = value;
+        this.#stop = false;
         this.#env.defer(() => this.#runDma());
         break;
     }
@@ -290,6 +313,9 @@ export class EduDevice implements DeviceModel {
   #computeFactorial(): void {
     let n = this.#fact;
     let result = 1;
+    // n! has at least 32 factors of two from n = 34 on, so it is 0 modulo
+    // 2^32: no need to loop four billion times for a hostile n.
+    if (n >= 34) n = 0, result = 0;
     while (n > 0) {
       result = Math.imul(result, n--) >>> 0;
     }
@@ -300,6 +326,19 @@ export class EduDevice implements DeviceModel {
 
   #runDma(): void {
     const cmd = this.#cmd;
+    const ok = (cmd & BigInt(EduDmaCommand.COPY)) ? this.#copy() : this.#transfer(cmd);
+    if (ok) this.#iterations++;
+    if (ok && (cmd & BigInt(EduDmaCommand.REPEAT)) && !this.#stop) {
+      this.#env.defer(() => this.#runDma());
+      return;
+    }
+    this.#stop = false;
+    this.#cmd &= ~BigInt(EduDmaCommand.RUN);
+    if (cmd & BigInt(EduDmaCommand.IRQ)) this.#raise(EduIrq.DMA);
+  }
+
+  /** One RAM <-> buffer transfer; false when it was refused or faulted. */
+  #transfer(cmd: bigint): boolean {
     const toRam = (cmd & BigInt(EduDmaCommand.TO_RAM)) !== 0n;
     const count = this.#cnt;
     const bufferSide = toRam ? this.#src : this.#dst;
@@ -313,22 +352,43 @@ export class EduDevice implements DeviceModel {
       this.#env.log(
         `edu: DMA of ${count} bytes at 0x${bufferSide.toString(16)} is outside the 4 KiB buffer`,
       );
-    } else if (count > 0n) {
-      const at = Number(bufferSide - base);
-      const part = this.#buffer.subarray(at, at + Number(count));
-      const address = bigintToAddress(ramSide);
-      const r = address === undefined
-        ? dmaFault("outside-ram", Number.MAX_SAFE_INTEGER, toRam ? "write" : "read", 0)
-        : toRam
-        ? this.#env.dma.write(address, part)
-        : this.#env.dma.read(address, part);
-      if (!r.ok) {
-        this.#fail(r.kind, BigInt(r.address));
-        this.#env.log(`edu: DMA ${r.access} fault (${r.kind}) at IOVA 0x${r.address.toString(16)}`);
-      }
+      return false;
     }
-    this.#cmd &= ~BigInt(EduDmaCommand.RUN);
-    if (cmd & BigInt(EduDmaCommand.IRQ)) this.#raise(EduIrq.DMA);
+    if (count === 0n) return true;
+    const at = Number(bufferSide - base);
+    return this.#move(toRam, ramSide, this.#buffer.subarray(at, at + Number(count)));
+  }
+
+  /** One RAM -> buffer -> RAM copy (extension). */
+  #copy(): boolean {
+    const count = this.#cnt;
+    this.#faultCode = EDU_FAULT_CODES["none"];
+    this.#faultAddress = 0n;
+    if (count > BigInt(EDU_DMA_BUFFER_SIZE)) {
+      this.#fail("bad-range", count);
+      return false;
+    }
+    const part = this.#buffer.subarray(0, Number(count));
+    return this.#move(false, this.#src & this.#dmaMask, part) &&
+      this.#move(true, this.#dst & this.#dmaMask, part);
+  }
+
+  #move(toRam: boolean, ramSide: bigint, part: Uint8Array): boolean {
+    // A guest-programmed address that cannot be represented is a master abort,
+    // reported at the address the guest wrote.
+    const address = bigintToAddress(ramSide + BigInt(part.length)) === undefined
+      ? undefined
+      : Number(ramSide);
+    if (address === undefined) {
+      this.#fail("outside-ram", ramSide);
+      this.#env.log(`edu: DMA address 0x${ramSide.toString(16)} is beyond the addressable range`);
+      return false;
+    }
+    const r = toRam ? this.#env.dma.write(address, part) : this.#env.dma.read(address, part);
+    if (r.ok) return true;
+    this.#fail(r.kind, BigInt(r.address));
+    this.#env.log(`edu: DMA ${r.access} fault (${r.kind}) at IOVA 0x${r.address.toString(16)}`);
+    return false;
   }
 
   #fail(code: keyof typeof EDU_FAULT_CODES, address: bigint): void {

@@ -19,6 +19,7 @@ import { checkRange, FOUR_GIB } from "../util/address.ts";
 import { DMA_OK, type DmaFault, dmaFault, type DmaLoad, type DmaResult } from "./dma_result.ts";
 import type { DmaAccess, Mmu, MmuPin } from "./mmu.ts";
 import type { SgList } from "./sg_list.ts";
+import type { DmaTraceWriter } from "./dma_trace.ts";
 
 /** Options for {@linkcode DmaContext}. */
 export interface DmaContextOptions {
@@ -33,6 +34,8 @@ export interface DmaContextOptions {
    * opposite endianness). Byte streams are never swapped.
    */
   busByteSwap?: boolean;
+  /** Record every run and fault in a DMA trace ring. */
+  trace?: DmaTraceWriter;
 }
 
 /** Options for {@linkcode DmaContext.map}. */
@@ -141,6 +144,11 @@ export class DmaContext {
   // Results of #resolve, kept in fields to avoid an allocation per page.
   #offset = 0;
   #run = 0;
+  #trace: DmaTraceWriter | undefined;
+  #traceIova = 0;
+  #tracePhys = 0;
+  #traceAccess: DmaAccess = "read";
+  #tracePending = false;
 
   /**
    * Creates a DMA context.
@@ -159,6 +167,7 @@ export class DmaContext {
     this.#mmu = options.mmu;
     this.#busMaster = options.busMaster ?? (() => true);
     this.#swap = options.busByteSwap ?? false;
+    this.#trace = options.trace;
     this.#bytes = memory.bytes;
     this.#view = new DataView(memory.buffer);
   }
@@ -198,7 +207,7 @@ export class DmaContext {
     const mmu = this.#mmu;
     if (mmu !== undefined) {
       const t = mmu.translate(this.requesterId, iova, want, access);
-      if (!t.ok) return dmaFault(t.kind, iova, access, done);
+      if (!t.ok) return this.#fault(dmaFault(t.kind, iova, access, done));
       phys = t.address;
       if (t.length < run) run = t.length;
     }
@@ -210,13 +219,50 @@ export class DmaContext {
       run = memory.ramRunLength(phys, run);
       if (run === 0) {
         const kind = phys >= memory.lowSize && phys < FOUR_GIB ? "mmio-target" : "outside-ram";
-        return dmaFault(kind, iova, access, done);
+        return this.#fault(dmaFault(kind, iova, access, done));
       }
       offset = memory.offsetOf(phys, run);
     }
     this.#offset = offset;
     this.#run = run;
+    if (this.#trace !== undefined) {
+      this.#trace.begin();
+      this.#traceIova = iova;
+      this.#tracePhys = phys;
+      this.#traceAccess = access;
+      this.#tracePending = true;
+    }
     return undefined;
+  }
+
+  /** Traces a fault and returns it. */
+  #fault(fault: DmaFault): DmaFault {
+    if (this.#trace !== undefined) {
+      this.#trace.begin();
+      this.#trace.record({
+        requesterId: this.requesterId,
+        access: fault.access,
+        iova: fault.address,
+        address: 0,
+        length: 0,
+        result: fault.kind,
+      });
+    }
+    return fault;
+  }
+
+  /** Traces the run resolved last, once its bytes have moved. */
+  #moved(): void {
+    if (!this.#tracePending) return;
+    this.#tracePending = false;
+    this.#trace!.record({
+      requesterId: this.requesterId,
+      access: this.#traceAccess,
+      iova: this.#traceIova,
+      address: this.#tracePhys,
+      length: this.#run,
+      result: "ok",
+    });
   }
 
   /**
@@ -227,23 +273,29 @@ export class DmaContext {
    * @returns Success, or the fault with the bytes copied before it.
    */
   read(address: number, dest: Uint8Array): DmaResult {
-    const n = dest.length;
-    checkRange(address, n);
+    checkRange(address, dest.length);
     const f = this.#begin(address, "read");
     if (f) return f;
     try {
-      let done = 0;
-      while (done < n) {
-        const fault = this.#resolve(address + done, n - done, "read", done);
-        if (fault) return fault;
-        const off = this.#offset;
-        dest.set(this.#bytes.subarray(off, off + this.#run), done);
-        done += this.#run;
-      }
-      return DMA_OK;
+      return this.#readRuns(address, dest);
     } finally {
       this.#end();
     }
+  }
+
+  /** The copy loop of `read`, inside a transaction. */
+  #readRuns(address: number, dest: Uint8Array): DmaResult {
+    const n = dest.length;
+    let done = 0;
+    while (done < n) {
+      const fault = this.#resolve(address + done, n - done, "read", done);
+      if (fault) return fault;
+      const off = this.#offset;
+      dest.set(this.#bytes.subarray(off, off + this.#run), done);
+      this.#moved();
+      done += this.#run;
+    }
+    return DMA_OK;
   }
 
   /**
@@ -254,25 +306,31 @@ export class DmaContext {
    * @returns Success, or the fault with the bytes written before it.
    */
   write(address: number, src: Uint8Array): DmaResult {
-    const n = src.length;
-    checkRange(address, n);
+    checkRange(address, src.length);
     const f = this.#begin(address, "write");
     if (f) return f;
     try {
-      let done = 0;
-      while (done < n) {
-        const fault = this.#resolve(address + done, n - done, "write", done);
-        if (fault) return fault;
-        this.#bytes.set(
-          done === 0 && this.#run === n ? src : src.subarray(done, done + this.#run),
-          this.#offset,
-        );
-        done += this.#run;
-      }
-      return DMA_OK;
+      return this.#writeRuns(address, src);
     } finally {
       this.#end();
     }
+  }
+
+  /** The copy loop of `write`, inside a transaction. */
+  #writeRuns(address: number, src: Uint8Array): DmaResult {
+    const n = src.length;
+    let done = 0;
+    while (done < n) {
+      const fault = this.#resolve(address + done, n - done, "write", done);
+      if (fault) return fault;
+      this.#bytes.set(
+        done === 0 && this.#run === n ? src : src.subarray(done, done + this.#run),
+        this.#offset,
+      );
+      this.#moved();
+      done += this.#run;
+    }
+    return DMA_OK;
   }
 
   /**
@@ -293,6 +351,7 @@ export class DmaContext {
         const fault = this.#resolve(address + done, length - done, "write", done);
         if (fault) return fault;
         this.#bytes.fill(value, this.#offset, this.#offset + this.#run);
+        this.#moved();
         done += this.#run;
       }
       return DMA_OK;
@@ -324,14 +383,26 @@ export class DmaContext {
   }
 
   #sg(sg: SgList, data: Uint8Array, access: DmaAccess): DmaResult {
+    // One transaction for the whole list: the pieces' own calls nest inside it.
+    const f = this.#begin(sg.entries[0]?.address ?? 0, access);
+    if (f) return f;
+    try {
+      return this.#sgPieces(sg, data, access);
+    } finally {
+      this.#end();
+    }
+  }
+
+  #sgPieces(sg: SgList, data: Uint8Array, access: DmaAccess): DmaResult {
     let pos = 0;
     for (const entry of sg.entries) {
       if (pos >= data.length) break;
       const len = Math.min(entry.length, data.length - pos);
       const part = data.subarray(pos, pos + len);
+      checkRange(entry.address, len);
       const r = access === "read"
-        ? this.read(entry.address, part)
-        : this.write(entry.address, part);
+        ? this.#readRuns(entry.address, part)
+        : this.#writeRuns(entry.address, part);
       if (!r.ok) return { ...r, transferred: pos + r.transferred };
       pos += len;
     }
@@ -358,6 +429,7 @@ export class DmaContext {
       const fault = this.#resolve(address, length, access, 0);
       if (fault) return fault;
       const view = this.#bytes.subarray(this.#offset, this.#offset + this.#run);
+      this.#moved(); // a mapping is traced once, when it is made
       const mapping = new Mapping(view, address, access, (m) => this.#live.delete(m));
       this.#live.add(mapping);
       const onInvalidate = options.onInvalidate;
@@ -394,8 +466,9 @@ export class DmaContext {
       this.#lastFault = fault;
       return -2;
     }
-    if (this.#run >= size) return this.#offset;
-    const r = this.read(address, this.#scratch.subarray(0, size));
+    if (this.#run >= size) return this.#offset; // the caller reads, then calls #moved()
+    this.#tracePending = false; // the copy below traces its own runs
+    const r = this.#readRuns(address, this.#scratch.subarray(0, size));
     if (!r.ok) {
       this.#lastFault = r;
       return -2;
@@ -420,6 +493,7 @@ export class DmaContext {
         : size === 2
         ? view.getUint16(at, little)
         : view.getUint32(at, little);
+      this.#moved();
       return { ok: true, value };
     } finally {
       this.#end();
@@ -434,7 +508,9 @@ export class DmaContext {
       const off = this.#load(address, 8);
       if (off === -2) return this.#lastFault!;
       const view = off >= 0 ? this.#view : this.#scratchView;
-      return { ok: true, value: view.getBigUint64(off >= 0 ? off : 0, le !== this.#swap) };
+      const value = view.getBigUint64(off >= 0 ? off : 0, le !== this.#swap);
+      this.#moved();
+      return { ok: true, value };
     } finally {
       this.#end();
     }
@@ -453,10 +529,12 @@ export class DmaContext {
       if (fault) return fault;
       if (this.#run >= size) {
         fillScratch(this.#view, this.#offset);
+        this.#moved();
         return DMA_OK;
       }
+      this.#tracePending = false; // the copy below traces its own runs
       fillScratch(this.#scratchView, 0);
-      return this.write(address, this.#scratch.subarray(0, size));
+      return this.#writeRuns(address, this.#scratch.subarray(0, size));
     } finally {
       this.#end();
     }

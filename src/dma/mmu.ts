@@ -72,7 +72,10 @@ export interface Mmu {
   translate(requesterId: number, iova: number, length: number, access: DmaAccess): MmuResult;
   /**
    * Called at the start of every DMA transaction: the point at which cached
-   * translations are revalidated against invalidations.
+   * translations are revalidated against invalidations. Calls nest: a
+   * scatter-gather list, or a sized access that straddles two translations,
+   * runs inner calls inside one outer transaction; an implementation counts
+   * the depth and treats only the outermost pair as the transaction.
    */
   beginTransaction?(): void;
   /** Called at the end of every DMA transaction (after the last byte moved). */

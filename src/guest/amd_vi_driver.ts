@@ -332,8 +332,8 @@ export class AmdViDriver {
     const m = this.#guest.memory;
     const at = this.#devTab + rid * 32;
     // V last when setting, first when clearing (as Linux): write the upper word first.
-    m.write64(at + 8, q1);
-    m.write64(at, q0);
+    m.atomicStore64(at + 8, q1);
+    m.atomicStore64(at, q0);
     this.submit([commands.invalidateDevtabEntry(rid)]);
     this.completionWait();
   }
@@ -419,7 +419,7 @@ export class AmdViDriver {
     for (let off = 0; off < options.size; off += pageSize) {
       const slot = this.#slot(domain, options.iova + off, leafLevel, true)!;
       // Leaf: PR | address | IR/IW | FC (Linux sets FC in every leaf).
-      this.#guest.memory.write64(slot, BigInt(options.phys + off) | perms | (1n << 60n) | 1n);
+      this.#guest.memory.atomicStore64(slot, BigInt(options.phys + off) | perms | (1n << 60n) | 1n);
     }
   }
 
@@ -434,13 +434,34 @@ export class AmdViDriver {
         if (!create) return undefined;
         const next = this.#pages.allocate();
         // Directory entry: PR | NextLevel | address | IR | IW (permissions are in the leaves).
-        m.write64(at, BigInt(next) | (BigInt(l - 1) << 9n) | (3n << 61n) | 1n);
+        m.atomicStore64(at, BigInt(next) | (BigInt(l - 1) << 9n) | (3n << 61n) | 1n);
         table = next;
       } else {
         table = Number(e & 0x000f_ffff_ffff_f000n);
       }
     }
     return table + (Math.floor(iova / 2 ** LEVEL_SHIFT[level]!) % 512) * 8;
+  }
+
+  /**
+   * Points an existing 4 KiB mapping at another physical page (one atomic
+   * 64-bit store of the leaf, as a real driver does), without flushing.
+   *
+   * @param domain The domain.
+   * @param options IOVA, the new physical page and permissions.
+   * @returns The physical page it mapped before.
+   */
+  remap(
+    domain: IommuDomain,
+    options: { iova: number; phys: number; perms?: MapPermissions },
+  ): number | undefined {
+    const slot = this.#slot(domain, options.iova, 1, true)!;
+    const old = this.#guest.memory.atomicLoad64(slot);
+    this.#guest.memory.atomicStore64(
+      slot,
+      BigInt(options.phys) | permBits(options.perms ?? "rw") | (1n << 60n) | 1n,
+    );
+    return (old & 1n) ? Number(old & 0x000f_ffff_ffff_f000n) : undefined;
   }
 
   /**
@@ -457,7 +478,7 @@ export class AmdViDriver {
     const leafLevel = pageSize === PAGE ? 1 : pageSize === 2 ** 21 ? 2 : 3;
     for (let off = 0; off < options.size; off += pageSize) {
       const slot = this.#slot(domain, options.iova + off, leafLevel, false);
-      if (slot !== undefined) this.#guest.memory.write64(slot, 0n);
+      if (slot !== undefined) this.#guest.memory.atomicStore64(slot, 0n);
     }
     this.flushPages(domain, { iova: options.iova, size: options.size });
   }

@@ -117,6 +117,51 @@ export class EduDriver {
   }
 
   /**
+   * Starts a repeating DMA (dmaworks extension): `copy` moves `length` bytes
+   * from `src` to `dst` (both DMA addresses) through the device buffer again
+   * and again; otherwise the given direction repeats.
+   *
+   * @param transfer Addresses, length, copy or direction.
+   */
+  startRepeat(
+    transfer: { src: number; dst: number; length: number; copy?: boolean; toRam?: boolean },
+  ): void {
+    const g = this.#guest;
+    g.write32(this.#base + 0x20, 0x100);
+    g.write64(this.#base + 0x80, BigInt(transfer.src));
+    g.write64(this.#base + 0x88, BigInt(transfer.dst));
+    g.write64(this.#base + 0x90, BigInt(transfer.length));
+    g.write64(
+      this.#base + 0x98,
+      BigInt(1 | 8 | (transfer.copy ? 0x10 : 0) | (transfer.toRam ? 2 : 0)),
+    );
+  }
+
+  /**
+   * Stops a repeating DMA and waits until it has stopped.
+   *
+   * @param timeoutMs Give up after this long (default 5000).
+   * @returns Whether the device reported an error while repeating.
+   */
+  stopRepeat(timeoutMs = 5000): { ok: boolean; faultCode: number } {
+    const g = this.#guest;
+    g.write64(this.#base + 0xb0, 1n);
+    const deadline = performance.now() + timeoutMs;
+    while (g.read64(this.#base + 0x98) & 1n) {
+      if (performance.now() > deadline) throw new Error("Timed out stopping a repeating DMA");
+    }
+    return {
+      ok: (g.read32(this.#base + 0x20) & 0x100) === 0,
+      faultCode: Number(g.read64(this.#base + 0xa8)),
+    };
+  }
+
+  /** Transfers completed since reset (dmaworks extension). */
+  iterations(): bigint {
+    return this.#guest.read64(this.#base + 0xb8);
+  }
+
+  /**
    * Runs one DMA between guest memory (an IOVA, or a physical address without
    * an IOMMU) and the device buffer.
    *

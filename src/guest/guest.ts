@@ -80,6 +80,14 @@ export interface Guest {
    */
   sleep(ms: number): void;
   /**
+   * Advances the machine's trace epoch: DMA trace records carry the epoch
+   * before and after their copy, so a checker can order device accesses
+   * against what the guest did (e.g. "page P was invalidated at epoch E").
+   *
+   * @returns The new epoch.
+   */
+  traceMark(): number;
+  /**
    * Sends a line to the machine's log.
    *
    * @param message The line.

@@ -534,7 +534,7 @@ export class AmdViIommu implements TranslationSource {
       }
       return { ok: false, kind: "no-translation" };
     }
-    const dte = decodeDte(this.#memory.read64(dteAddress), this.#memory.read64(dteAddress + 8));
+    const dte = this.#readDte(dteAddress);
     if (!dte.valid) return passThrough(DteState.PassThrough, 3, dte);
     if (dte.reservedBitsSet) {
       this.counters.faults++;
@@ -682,6 +682,15 @@ export class AmdViIommu implements TranslationSource {
     return { dte: record, translations };
   }
 
+  /** Reads the DMA words of a DTE (each 64-bit word atomically; the table is 32-byte aligned). */
+  #readDte(address: number): DeviceTableEntry {
+    const m = this.#memory;
+    const aligned = address % 8 === 0;
+    const q0 = aligned ? m.atomicLoad64(address) : m.read64(address);
+    const q1 = aligned ? m.atomicLoad64(address + 8) : m.read64(address + 8);
+    return decodeDte(q0, q1);
+  }
+
   /** The cacheable state of a requester's DTE (no events are logged). */
   #record(rid: number): { record: SnapshotDte; dte: DeviceTableEntry | undefined } {
     const unknown = {
@@ -698,7 +707,7 @@ export class AmdViIommu implements TranslationSource {
     if (rid * 32 + 32 > tableBytes) return unknown;
     const dteAddress = Number(this.#devTabBase & 0x000f_ffff_ffff_f000n) + rid * 32;
     if (!this.#memory.isRam(dteAddress, 16)) return unknown;
-    const dte = decodeDte(this.#memory.read64(dteAddress), this.#memory.read64(dteAddress + 8));
+    const dte = this.#readDte(dteAddress);
     if (!dte.valid) {
       return {
         record: { rid, state: DteState.PassThrough, perms: 3, domain: 0, exclusion: undefined },

@@ -116,7 +116,11 @@ export function walkPageTable(
     if (!memory.isRam(entryAddress, 8)) {
       return { ok: false, kind: "page-table-hardware-error", entryAddress };
     }
-    const e = memory.read64(entryAddress);
+    // Aligned 64-bit entries are read atomically, as the hardware reads them: a
+    // guest rewriting an entry concurrently is seen either before or after.
+    const e = entryAddress % 8 === 0
+      ? memory.atomicLoad64(entryAddress)
+      : memory.read64(entryAddress);
     if ((e & 1n) === 0n) return pageFault(false);
     const next = Number(bits(e, 11, 9));
     const leaf = next === 0 || next === 7;

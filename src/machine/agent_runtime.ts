@@ -11,7 +11,7 @@ import { GuestMemory, type GuestMemoryDescriptor } from "../memory/guest_memory.
 import type { Guest, GuestProgram, WaitIrqOptions } from "../guest/guest.ts";
 import { ringDoorbell, spinWait, type WakeTarget } from "../shared/doorbell.ts";
 import { IrqLines } from "../shared/irq_lines.ts";
-import { RequestOp, ResponseStatus } from "../shared/layout.ts";
+import { MachineBlock, RequestOp, ResponseStatus, TargetState } from "../shared/layout.ts";
 import { RingWriter } from "../shared/register_ring.ts";
 import { RouteReader } from "../shared/route_table.ts";
 import { checkAddress, FOUR_GIB, hex } from "../util/address.ts";
@@ -185,6 +185,10 @@ export class AgentBus implements Guest {
     Atomics.wait(this.#sleeper, 0, 0, Math.max(0, ms));
   }
 
+  traceMark(): number {
+    return Atomics.add(this.#machineWords, MachineBlock.TRACE_EPOCH, 1) + 1;
+  }
+
   log(message: string): void {
     this.#toMain.postMessage({ type: "log", message } satisfies AgentMessage);
   }
@@ -240,6 +244,9 @@ export class AgentBus implements Guest {
     while (writer.full) {
       const head = Atomics.load(words, writer.headIndex);
       if (!writer.full) break;
+      if (writer.targetState === TargetState.Failed || writer.targetState === TargetState.Stopped) {
+        return [allOnes(size), size === 8 ? -1 : 0];
+      }
       if (!spinWait(words, writer.headIndex, head, this.#timeout)) {
         this.log(
           `agent ${this.agentIndex}: target ${target} stopped taking requests at ${hex(address)}`,

@@ -20,6 +20,7 @@ import {
 import { failTarget, RingWriter } from "../shared/register_ring.ts";
 import type { DeviceControl, DeviceInit, DeviceMessage } from "./device_runtime.ts";
 import type { MainHub } from "./main_hub.ts";
+import { DMA_TRACE_CAPACITY, dmaTraceBytes, DmaTraceReader } from "../dma/dma_trace.ts";
 
 /** Deno permissions for a worker (`"none"` or a descriptor). */
 export type WorkerPermissions = "none" | "inherit" | Record<string, boolean | string[]>;
@@ -132,6 +133,7 @@ export class DeviceHost {
   #ready: { resolve: () => void; reject: (e: Error) => void } | undefined;
   #stopped: (() => void) | undefined;
   #iommu: { readonly snapshot: SharedArrayBuffer; readonly port: MessagePort } | undefined;
+  #trace: { buffer: SharedArrayBuffer; reader: DmaTraceReader } | undefined;
 
   /**
    * Creates the instance.
@@ -160,6 +162,18 @@ export class DeviceHost {
    */
   setIommu(link: { readonly snapshot: SharedArrayBuffer; readonly port: MessagePort }): void {
     this.#iommu = link;
+  }
+
+  /**
+   * Turns DMA tracing on (before {@linkcode DeviceHost.start}).
+   *
+   * @param capacity Ring capacity in records (a power of two).
+   * @returns The reader for the ring.
+   */
+  enableTrace(capacity: number = DMA_TRACE_CAPACITY): DmaTraceReader {
+    const buffer = new SharedArrayBuffer(dmaTraceBytes(capacity));
+    this.#trace = { buffer, reader: new DmaTraceReader(buffer) };
+    return this.#trace.reader;
   }
 
   /** The worker (while it runs). */
@@ -205,6 +219,7 @@ export class DeviceHost {
       requesterId: this.#options.requesterId,
       irqSources: this.#options.irqSources,
       ...(this.#iommu ? { iommu: this.#iommu } : {}),
+      ...(this.#trace ? { trace: this.#trace.buffer } : {}),
     };
     worker.postMessage(init satisfies DeviceControl, this.#iommu ? [this.#iommu.port] : []);
     await ready;

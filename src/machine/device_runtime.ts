@@ -10,6 +10,7 @@
  */
 
 import { DmaContext, type DmaContextOptions } from "../dma/dma_context.ts";
+import { DmaTraceWriter } from "../dma/dma_trace.ts";
 import { type InvalidationMessage, SnapshotMmu } from "../iommu/snapshot_mmu.ts";
 import type { DeviceEnv, DeviceModel } from "../devices/device_model.ts";
 import { deviceType } from "../devices/registry.ts";
@@ -44,6 +45,8 @@ export interface DeviceInit {
   readonly irqSources: readonly number[];
   /** The IOMMU link, when the machine has an IOMMU: the IOTLB snapshot and the invalidation channel. */
   readonly iommu?: { readonly snapshot: SharedArrayBuffer; readonly port: MessagePort };
+  /** The DMA trace ring, when DMA tracing is on. */
+  readonly trace?: SharedArrayBuffer;
 }
 
 /** Messages a device runtime sends to the main isolate. */
@@ -123,6 +126,7 @@ export class DeviceRuntime {
       requesterId: init.requesterId,
       busMaster: () => Atomics.load(ctrl, TargetCtrl.BUS_MASTER) === 1,
     };
+    if (init.trace) dmaOptions.trace = new DmaTraceWriter(init.trace, new Int32Array(init.machine));
     if (init.iommu) {
       const mmu = new SnapshotMmu({
         snapshot: init.iommu.snapshot,

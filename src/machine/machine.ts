@@ -37,7 +37,8 @@ import { VirtualClock } from "./virtual_clock.ts";
 import { AMD_VI_PCI, AmdViIommu, type IommuCounters } from "../iommu/amd_vi.ts";
 import { AMD_VI_MMIO_BASE, AMD_VI_MMIO_SIZE } from "../iommu/amd_vi_registers.ts";
 import { WorkerLink } from "../iommu/worker_link.ts";
-import { TargetCtrl } from "../shared/layout.ts";
+import { MachineBlock, TargetCtrl } from "../shared/layout.ts";
+import type { DmaTraceReader, DmaTraceRecord } from "../dma/dma_trace.ts";
 
 /** One device of a machine configuration. */
 export interface DeviceConfig {
@@ -76,6 +77,12 @@ export interface MachineConfig {
    * default 60000).
    */
   invalidationWatchdogMs?: number;
+  /**
+   * Record every DMA run of every device in a trace (see
+   * {@linkcode Machine.onDmaTrace}); `capacity` is each device's ring size in
+   * records, `intervalMs` how often the main isolate drains the rings.
+   */
+  dmaTrace?: boolean | { capacity?: number; intervalMs?: number };
 }
 
 /** Translation counters of one device, as the machine reports them. */
@@ -226,6 +233,10 @@ export class Machine {
   #irqMask = 0;
   #nextSource = 0;
   #iommu: AmdViIommu | undefined;
+  #traceReaders: Array<{ id: string; reader: DmaTraceReader }> = [];
+  #traceListeners: Array<(device: string, records: readonly DmaTraceRecord[]) => void> = [];
+  #traceBacklog: Array<DmaTraceRecord & { device: string }> = [];
+  #traceTimer: ReturnType<typeof setInterval> | undefined;
 
   /**
    * Builds a machine (no workers yet: call {@linkcode Machine.start}).
@@ -549,12 +560,69 @@ export class Machine {
     if (this.#started) return;
     this.#started = true;
     await Promise.all(this.#devices.map((d) => d.host.start()));
+    if (this.#traceReaders.length > 0) {
+      const trace = this.#config.dmaTrace;
+      const interval = typeof trace === "object" ? trace.intervalMs ?? 5 : 5;
+      this.#traceTimer = setInterval(() => this.#drainTrace(), interval);
+    }
+  }
+
+  #drainTrace(): void {
+    for (const { id, reader } of this.#traceReaders) {
+      if (!reader.pending) continue;
+      const records = reader.drain();
+      if (this.#traceListeners.length > 0) {
+        for (const listener of this.#traceListeners) listener(id, records);
+      } else {
+        for (const r of records) this.#traceBacklog.push({ ...r, device: id });
+        const cap = 1 << 22;
+        if (this.#traceBacklog.length > cap) {
+          this.#traceBacklog.splice(0, this.#traceBacklog.length - cap);
+        }
+      }
+    }
+  }
+
+  /**
+   * Receives DMA trace records as they are drained (machines built with
+   * `dmaTrace`). Without a listener, records are kept for
+   * {@linkcode Machine.drainDmaTrace}.
+   *
+   * @param listener Called with the device id and its new records.
+   */
+  onDmaTrace(listener: (device: string, records: readonly DmaTraceRecord[]) => void): void {
+    this.#traceListeners.push(listener);
+  }
+
+  /**
+   * Drains every device's trace ring now and returns what no listener took.
+   *
+   * @returns The records with their device ids, in drain order.
+   */
+  drainDmaTrace(): Array<DmaTraceRecord & { device: string }> {
+    this.#drainTrace();
+    return this.#traceBacklog.splice(0);
+  }
+
+  /** Records dropped because a trace ring was full. */
+  get dmaTraceDropped(): number {
+    return this.#traceReaders.reduce((sum, r) => sum + r.reader.dropped, 0);
+  }
+
+  /**
+   * Advances the trace epoch (see {@linkcode Guest.traceMark}).
+   *
+   * @returns The new epoch.
+   */
+  traceMark(): number {
+    return Atomics.add(new Int32Array(this.#machineBlock), MachineBlock.TRACE_EPOCH, 1) + 1;
   }
 
   /** Stops every agent and device worker; idempotent. */
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
+    clearInterval(this.#traceTimer);
     for (const worker of this.#agents.values()) worker.terminate();
     this.#agents.clear();
     await Promise.all(this.#devices.map((d) => d.host.close()));

@@ -207,6 +207,11 @@ export class GuestMemory {
   }
 
   #offset(address: number, length: number, op: string): number {
+    if (
+      !Number.isSafeInteger(address) || !Number.isSafeInteger(length) || address < 0 || length < 0
+    ) {
+      checkRange(address, length);
+    }
     const offset = this.offsetOf(address, length);
     if (offset < 0) {
       checkRange(address, length);

@@ -131,9 +131,15 @@ function checkSpec(spec: PciFunctionSpec): void {
       used.add(slot);
     }
     const min = bar.kind === "mmio" ? 16 : 4;
-    if (bar.size < min || (bar.size & (bar.size - 1)) !== 0 && bar.size <= 2 ** 31) {
+    const powerOfTwo = Number.isSafeInteger(bar.size) && Number.isInteger(Math.log2(bar.size));
+    if (!powerOfTwo || bar.size < min) {
       throw new RangeError(
         `Invalid BAR ${bar.index} size ${hex(bar.size)}: must be a power of two ≥ ${min}`,
+      );
+    }
+    if (!bar.is64 && bar.size > 2 ** 31) {
+      throw new RangeError(
+        `Invalid BAR ${bar.index} size ${hex(bar.size)}: a 32-bit BAR holds at most 2 GiB`,
       );
     }
     if (bar.kind === "pio" && (bar.is64 || bar.size > 256)) {
@@ -345,9 +351,10 @@ export class PciFunction {
       const lowAddress = spec.kind === "pio" ? (low & ~0x3) >>> 0 : (low & ~0xf) >>> 0;
       const high = spec.is64 ? this.#get32(offset + 4) : 0;
       const address = high * 2 ** 32 + lowAddress;
-      // As on real chipsets (and QEMU), a BAR whose window would reach the top of
-      // its address space does not decode: that excludes the all-ones pattern
-      // software writes while sizing a BAR, and address 0 never decodes.
+      // As in QEMU, a memory BAR whose window would reach the top of the 32-bit
+      // space does not decode (that excludes the all-ones pattern software
+      // writes while sizing), an I/O BAR must end by port 0xffff, and address 0
+      // never decodes.
       const limit = spec.kind === "pio"
         ? 0x1_0000
         : spec.is64

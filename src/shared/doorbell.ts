@@ -130,7 +130,8 @@ export const SPIN_LIMIT = 4000;
  * @param index Word index.
  * @param expected The value to wait away from.
  * @param timeoutMs Give up after this long.
- * @returns `true` when the value changed, `false` on timeout.
+ * @returns `true` when the value changed or a notify arrived (callers
+ *   re-check their condition), `false` on timeout.
  *
  * @example
  * ```ts
@@ -154,7 +155,8 @@ export function spinWait(
   for (;;) {
     const left = deadline - performance.now();
     if (left <= 0) return Atomics.load(i32, index) !== expected;
-    if (Atomics.wait(i32, index, expected, left) === "not-equal") return true;
-    if (Atomics.load(i32, index) !== expected) return true;
+    // Any wake counts: a notify without a change (a failed target waking its
+    // waiters) must reach the caller, which re-checks its own condition.
+    if (Atomics.wait(i32, index, expected, left) !== "timed-out") return true;
   }
 }

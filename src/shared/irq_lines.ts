@@ -130,6 +130,7 @@ export class IrqLines {
    * @returns Whether the line is asserted.
    */
   lineLevel(gsi: number): boolean {
+    if (!(Number.isInteger(gsi) && gsi >= 0 && gsi < IRQ_LINES)) return false;
     const b = this.#block;
     for (let s = 0; s < MAX_IRQ_SOURCES; s++) {
       if (

@@ -165,6 +165,12 @@ export const IRQ_LINES = 24;
 export const MachineBlock = {
   /** Incremented on every interrupt-source change; waiters use it. */
   IRQ_SEQ: 0,
+  /**
+   * The trace epoch: a counter guests advance with `traceMark()`; every DMA
+   * trace record carries the epoch at the start and at the end of its copy,
+   * so a checker can order device accesses against guest events.
+   */
+  TRACE_EPOCH: 1,
   /** First of {@linkcode MAX_IRQ_SOURCES} words: each source's level (0/1). */
   IRQ_LEVEL: 16,
   /** First of {@linkcode MAX_IRQ_SOURCES} words: each source's GSI, or -1 when unrouted. */
@@ -326,3 +332,37 @@ export const SNAPSHOT_ENTRY_BASE: number = SNAPSHOT_DTE_BASE + SNAPSHOT_MAX_RIDS
 /** Words of a whole snapshot. */
 export const SNAPSHOT_WORDS: number = SNAPSHOT_ENTRY_BASE +
   SNAPSHOT_BUCKETS * SNAPSHOT_BUCKET * SnapshotEntry.WORDS;
+
+/** Header words of a device's DMA trace ring (single producer: the device worker). */
+export const TraceHeader = {
+  /** Next record the consumer (main) reads. */
+  HEAD: 0,
+  /** Next record the producer writes. */
+  TAIL: 1,
+  /** Records dropped because the ring was full. */
+  DROPPED: 2,
+  /** Header size in words. */
+  SIZE: 8,
+} as const;
+
+/** Words of one DMA trace record. */
+export const TraceRecord = {
+  /** Requester id (bits 15:0), access (bit 16: write), result (bits 31:24: 0 ok, else a fault code). */
+  INFO: 0,
+  /** IOVA, low word. */
+  IOVA_LO: 1,
+  /** IOVA, high word. */
+  IOVA_HI: 2,
+  /** Physical address, low word (0 for a fault). */
+  PHYS_LO: 3,
+  /** Physical address, high word. */
+  PHYS_HI: 4,
+  /** Length in bytes. */
+  LENGTH: 5,
+  /** Trace epoch before the copy. */
+  EPOCH_START: 6,
+  /** Trace epoch after the copy. */
+  EPOCH_END: 7,
+  /** Record size in words. */
+  WORDS: 8,
+} as const;

@@ -70,6 +70,7 @@ export class WorkPump {
    * @returns A promise.
    */
   idle(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
     return new Promise((resolve) => {
       this.#idleWaiters.push(resolve);
       this.wake();

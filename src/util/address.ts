@@ -30,8 +30,8 @@ export const FOUR_GIB = 0x1_0000_0000;
  * ```
  */
 export function hex(value: number | bigint, digits = 1): string {
-  const text = value < 0 ? `-${(-BigInt(value)).toString(16)}` : value.toString(16);
-  return `0x${text.padStart(digits, "0")}`;
+  if (value < 0) return `-0x${(-BigInt(value)).toString(16).padStart(digits, "0")}`;
+  return `0x${value.toString(16).padStart(digits, "0")}`;
 }
 
 /**
@@ -82,7 +82,7 @@ export function checkRange(address: number, length: number): number {
   if (!Number.isSafeInteger(length) || length < 0) {
     throw new RangeError(`Invalid length ${String(length)}: must be a non-negative integer`);
   }
-  if (address + length > MAX_ADDRESS + 1) {
+  if (length > MAX_ADDRESS + 1 - address) {
     throw new RangeError(
       `Invalid range ${hex(address)}+${hex(length)}: ends beyond 2^53`,
     );

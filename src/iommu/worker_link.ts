@@ -70,6 +70,11 @@ export interface WorkerLinkOptions {
   readonly wake: () => WakeTarget | undefined;
   /** The IOMMU. */
   readonly source: TranslationSource;
+  /**
+   * Fault injection for checking the checkers: complete invalidations without
+   * waiting for the worker's acknowledgement (a protocol bug on purpose).
+   */
+  readonly skipAcknowledgement?: boolean;
 }
 
 /**
@@ -102,6 +107,7 @@ export class WorkerLink {
   #gen: number;
   #domains = new Set<number>();
   #words: Int32Array;
+  #skipAck: boolean;
 
   /**
    * Creates the link and starts serving misses.
@@ -119,6 +125,7 @@ export class WorkerLink {
     this.#port = options.port;
     this.#wake = options.wake;
     this.#source = options.source;
+    this.#skipAck = options.skipAcknowledgement ?? false;
     this.#gen = Atomics.load(this.#ctrl, TargetCtrl.INV_REQ_GEN);
     hub.addTask({ step: () => this.#serveMiss(), hasWork: () => this.#missPending() });
   }
@@ -219,6 +226,7 @@ export class WorkerLink {
     this.#port.postMessage({ type: "invalidate", gen, scope } satisfies InvalidationMessage);
     const wake = this.#wake();
     if (wake) ringDoorbell(this.#ctrl, wake);
+    if (this.#skipAck) return "acknowledged"; // injected bug: do not wait
     const acked = () =>
       ((Atomics.load(this.#ctrl, TargetCtrl.INV_ACK_GEN) - gen) | 0) >= 0 || !this.alive;
     const ok = await this.#hub.until(acked, timeoutMs);

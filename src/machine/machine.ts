@@ -83,6 +83,12 @@ export interface MachineConfig {
    * records, `intervalMs` how often the main isolate drains the rings.
    */
   dmaTrace?: boolean | { capacity?: number; intervalMs?: number };
+  /**
+   * Deliberate bugs, to show that the invariant checkers catch them.
+   * `skipInvalidationAck`: the IOMMU completes invalidations without waiting
+   * for the device workers' acknowledgements.
+   */
+  faultInjection?: { skipInvalidationAck?: boolean };
 }
 
 /** Translation counters of one device, as the machine reports them. */
@@ -263,7 +269,15 @@ export class Machine {
       if (device.type === "amd-iommu") this.#addIommu(device);
       else this.#addDevice(device);
     }
-    if (this.#iommu) { for (const device of this.#devices) this.#linkToIommu(device, this.#iommu); }
+    if (this.#iommu) {
+      for (const device of this.#devices) this.#linkToIommu(device, this.#iommu);
+    }
+    if (config.dmaTrace) {
+      const capacity = typeof config.dmaTrace === "object" ? config.dmaTrace.capacity : undefined;
+      for (const device of this.#devices) {
+        this.#traceReaders.push({ id: device.id, reader: device.host.enableTrace(capacity) });
+      }
+    }
     this.#hub.addTask({ step: () => this.#serveAgents(), hasWork: () => this.#agentWork() });
     this.#hub.addTask({
       step: () => this.#watchIrq(),
@@ -491,6 +505,7 @@ export class Machine {
       port: channel.port1,
       wake: () => host.worker,
       source: iommu,
+      skipAcknowledgement: this.#config.faultInjection?.skipInvalidationAck ?? false,
     });
     host.setIommu({ snapshot: link.snapshot.buffer, port: channel.port2 });
     device.link = link;

@@ -1,0 +1,91 @@
+/**
+ * The trace checker for invariant 1 (DESIGN.md): after a COMPLETION_WAIT
+ * completes, no device accesses a physical page through a translation an
+ * earlier invalidation removed.
+ *
+ * The guest stamps page events with the trace epoch: `invalid` right after
+ * the completion (before it poisons the page), `reuse` right before the page
+ * is mapped again. Every DMA trace record carries the epoch before and after
+ * its copy. A record that touched page P with `epochEnd ≥ E` (it was still
+ * running, or started, after P's invalidation completed) and `epochStart < R`
+ * (it began before P was mapped again, so it cannot be using the new mapping)
+ * used the removed translation.
+ *
+ * @module
+ */
+
+import type { DmaTraceRecord } from "../dma/dma_trace.ts";
+
+/** A page event (see the remap storm workload). */
+export interface PageEpochEvent {
+  /** `invalid` or `reuse`. */
+  readonly kind: "invalid" | "reuse";
+  /** Physical page address. */
+  readonly page: number;
+  /** Trace epoch. */
+  readonly epoch: number;
+}
+
+/** A use-after-invalidate found in the trace. */
+export interface UseAfterInvalidate {
+  /** The device that made the access. */
+  readonly device: string;
+  /** The record. */
+  readonly record: DmaTraceRecord;
+  /** The page it touched. */
+  readonly page: number;
+  /** The epoch at which the page's invalidation had completed. */
+  readonly invalidAt: number;
+}
+
+const PAGE = 4096;
+
+/**
+ * Checks trace records against page events.
+ *
+ * @param records Trace records with their device ids.
+ * @param events Page events in epoch order.
+ * @returns Every violation found.
+ *
+ * @example
+ * ```ts
+ * import { findUseAfterInvalidate } from "./use_after_invalidate.ts";
+ * import { equal } from "node:assert/strict";
+ * const events = [{ kind: "invalid" as const, page: 0x5000, epoch: 10 }];
+ * const late = { device: "edu0", requesterId: 0x20, access: "write" as const, iova: 0, address: 0x5000, length: 64, result: "ok" as const, epochStart: 9, epochEnd: 10 };
+ * equal(findUseAfterInvalidate([late], events).length, 1);
+ * equal(findUseAfterInvalidate([{ ...late, epochEnd: 9 }], events).length, 0);
+ * ```
+ */
+export function findUseAfterInvalidate(
+  records: Iterable<DmaTraceRecord & { device: string }>,
+  events: readonly PageEpochEvent[],
+): UseAfterInvalidate[] {
+  const intervals = new Map<number, Array<{ invalid: number; reuse: number }>>();
+  for (const e of events) {
+    const list = intervals.get(e.page) ?? [];
+    if (e.kind === "invalid") {
+      list.push({ invalid: e.epoch, reuse: Infinity });
+      intervals.set(e.page, list);
+    } else {
+      const open = list.at(-1);
+      if (open && open.reuse === Infinity) open.reuse = e.epoch;
+    }
+  }
+  const found: UseAfterInvalidate[] = [];
+  for (const r of records) {
+    if (r.result !== "ok" || r.length === 0) continue;
+    const first = Math.floor(r.address / PAGE);
+    const last = Math.floor((r.address + r.length - 1) / PAGE);
+    for (let p = first; p <= last; p++) {
+      const page = p * PAGE;
+      for (const span of intervals.get(page) ?? []) {
+        if (r.epochEnd >= span.invalid && r.epochStart < span.reuse) {
+          const { device, ...record } = r;
+          found.push({ device, record, page, invalidAt: span.invalid });
+        }
+      }
+    }
+  }
+  return found;
+}

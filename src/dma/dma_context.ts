@@ -109,6 +109,8 @@ class Mapping implements DmaMapping {
 }
 
 const SWAP_SCRATCH_SIZE = 8;
+const PAGE_VIEW = 4096;
+const VIEW_SLOTS = 512;
 
 /**
  * A device's DMA context: `read`/`write`/`fill`, sized loads and stores in
@@ -145,6 +147,8 @@ export class DmaContext {
   #offset = 0;
   #run = 0;
   #trace: DmaTraceWriter | undefined;
+  #viewPage = new Float64Array(VIEW_SLOTS).fill(-1);
+  #views: Array<Uint8Array<SharedArrayBuffer> | undefined> = new Array(VIEW_SLOTS).fill(undefined);
   #traceIova = 0;
   #tracePhys = 0;
   #traceAccess: DmaAccess = "read";
@@ -209,7 +213,16 @@ export class DmaContext {
       const t = mmu.translate(this.requesterId, iova, want, access);
       if (!t.ok) return this.#fault(dmaFault(t.kind, iova, access, done));
       phys = t.address;
-      if (t.length < run) run = t.length;
+      let length = t.length;
+      if (length < run && mmu.translateCached) {
+        // Merge the following pages while they are cached and physically contiguous.
+        while (length < run) {
+          const next = mmu.translateCached(this.requesterId, iova + length, access);
+          if (next === undefined || next.address !== phys + length) break;
+          length += next.length;
+        }
+      }
+      if (length < run) run = length;
     }
     const memory = this.memory;
     let offset: number;
@@ -233,6 +246,22 @@ export class DmaContext {
       this.#tracePending = true;
     }
     return undefined;
+  }
+
+  /**
+   * A view of `run` bytes of RAM at buffer offset `off`. Whole, aligned 4 KiB
+   * pages come from a direct-mapped cache of page views, so a scattered
+   * transfer does not allocate a view per page.
+   */
+  #source(off: number, run: number): Uint8Array<SharedArrayBuffer> {
+    if (run !== PAGE_VIEW || off % PAGE_VIEW !== 0) return this.#bytes.subarray(off, off + run);
+    const page = off / PAGE_VIEW;
+    const slot = page & (VIEW_SLOTS - 1);
+    if (this.#viewPage[slot] === page) return this.#views[slot]!;
+    const view = this.#bytes.subarray(off, off + PAGE_VIEW);
+    this.#viewPage[slot] = page;
+    this.#views[slot] = view;
+    return view;
   }
 
   /** Traces a fault and returns it. */
@@ -291,7 +320,7 @@ export class DmaContext {
       const fault = this.#resolve(address + done, n - done, "read", done);
       if (fault) return fault;
       const off = this.#offset;
-      dest.set(this.#bytes.subarray(off, off + this.#run), done);
+      dest.set(this.#source(off, this.#run), done);
       this.#moved();
       done += this.#run;
     }

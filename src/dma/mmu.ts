@@ -62,6 +62,7 @@ export interface MmuPin {
 export interface Mmu {
   /**
    * Translates `iova` for `requesterId` for an access of `length` bytes.
+   * The result object may be reused by the next call: read it first.
    *
    * @param requesterId PCI requester id (bus << 8 | dev << 3 | fn).
    * @param iova The I/O virtual address.
@@ -70,6 +71,17 @@ export interface Mmu {
    * @returns The translation or the reason for refusing it.
    */
   translate(requesterId: number, iova: number, length: number, access: DmaAccess): MmuResult;
+  /**
+   * Translates from caches only: no request to another thread and no fault
+   * logged. The DMA layer uses it to merge physically contiguous pages into
+   * one copy; `undefined` just stops the merge.
+   *
+   * @param requesterId PCI requester id.
+   * @param iova The address.
+   * @param access Read or write.
+   * @returns A cached translation, or `undefined`.
+   */
+  translateCached?(requesterId: number, iova: number, access: DmaAccess): Translation | undefined;
   /**
    * Called at the start of every DMA transaction: the point at which cached
    * translations are revalidated against invalidations. Calls nest: a

@@ -153,6 +153,7 @@ export class AmdViDriver {
   #cmdBase = 0;
   #cmdSize = 0;
   #tail = 0;
+  #head = 0;
   #evtBase = 0;
   #evtSize = 0;
   #sem = 0;
@@ -252,6 +253,7 @@ export class AmdViDriver {
     this.#guest.write32(this.#mmio + AmdViReg.CMD_HEAD, 0);
     this.#guest.write32(this.#mmio + AmdViReg.CMD_TAIL, 0);
     this.#tail = 0;
+    this.#head = 0;
     this.#control(c.CMD_BUF_EN, 0n);
     this.#evtSize = 512 * 16;
     this.#evtBase = this.#pages.allocate(this.#evtSize / PAGE);
@@ -274,10 +276,14 @@ export class AmdViDriver {
     const m = this.#guest.memory;
     for (const [q0, q1] of list) {
       const next = (this.#tail + 16) % this.#cmdSize;
-      const deadline = performance.now() + (this.#options.completionTimeoutMs ?? 2000);
-      while (next === Number(this.#reg(AmdViReg.CMD_HEAD) & 0x7fff0n)) {
-        if (performance.now() > deadline) {
-          throw new Error("Timed out waiting for command-buffer space");
+      // Like Linux, re-read the head (an MMIO round trip) only when the ring
+      // looks full with the head last seen.
+      if (next === this.#head) {
+        const deadline = performance.now() + (this.#options.completionTimeoutMs ?? 2000);
+        while (next === (this.#head = Number(this.#reg(AmdViReg.CMD_HEAD) & 0x7fff0n))) {
+          if (performance.now() > deadline) {
+            throw new Error("Timed out waiting for command-buffer space");
+          }
         }
       }
       m.write64(this.#cmdBase + this.#tail, q0);
@@ -297,7 +303,12 @@ export class AmdViDriver {
     const seq = ++this.#seq;
     this.submit([commands.completionWait({ storeAddress: this.#sem, storeData: seq, ...options })]);
     const deadline = performance.now() + (this.#options.completionTimeoutMs ?? 2000);
-    while (BigInt.asIntN(64, this.#guest.memory.atomicLoad64(this.#sem) - seq) < 0n) {
+    for (;;) {
+      const now = this.#guest.memory.atomicLoad64(this.#sem);
+      if (BigInt.asIntN(64, now - seq) >= 0n) break;
+      // Sleep until the IOMMU's store (it notifies the word), like MWAIT on the
+      // semaphore, instead of spinning a CPU the main isolate needs.
+      this.#guest.waitMemory(this.#sem, now, { timeoutMs: 1 });
       if (performance.now() > deadline) {
         throw new Error(
           `Completion-wait loop timed out (sequence ${seq}, status 0x${

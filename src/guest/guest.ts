@@ -74,6 +74,17 @@ export interface Guest {
    */
   waitIrq(line: number, options?: WaitIrqOptions): boolean;
   /**
+   * Sleeps while the 64-bit RAM value at `address` equals `expected`, until
+   * the IOMMU's COMPLETION_WAIT stores there (it wakes such sleepers), or the
+   * timeout: MONITOR/MWAIT for a completion semaphore, so a polling guest
+   * gives its CPU back. Other writers do not wake it: re-check and loop.
+   *
+   * @param address 8-byte aligned guest-physical address in RAM.
+   * @param expected The value seen last.
+   * @param options Longest sleep (default 1 ms).
+   */
+  waitMemory(address: number, expected: bigint, options?: { timeoutMs?: number }): void;
+  /**
    * Sleeps (blocks this agent only).
    *
    * @param ms Milliseconds.

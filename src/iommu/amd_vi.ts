@@ -100,6 +100,8 @@ export interface AmdViOptions {
   watchdogMs?: number;
   /** Neighbouring 4 KiB pages filled into a snapshot after a miss (default 31). */
   neighbours?: number;
+  /** Called if the command processor hits an internal error (it then stops, like CmdBufRun = 0). */
+  onError?: (error: unknown) => void;
 }
 
 /** What a translation resolves to, with the cacheable state. */
@@ -740,6 +742,10 @@ export class AmdViIommu implements TranslationSource {
     queueMicrotask(async () => {
       try {
         await this.#process();
+      } catch (error) {
+        // A bug here must not kill the process: stop the ring, keep the machine.
+        this.#stopCommands();
+        this.#options.onError?.(error);
       } finally {
         this.#processing = false;
         if (this.#again) {
@@ -821,6 +827,7 @@ export class AmdViIommu implements TranslationSource {
           }
           // Atomic, so a guest polling the semaphore with Atomics sees the whole value.
           this.#memory.atomicStore64(command.storeAddress, command.storeData);
+          this.#memory.notify64(command.storeAddress);
         }
         if (command.interrupt) {
           this.#status |= AmdViStatus.COM_WAIT_INT;

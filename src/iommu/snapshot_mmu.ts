@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { DmaAccess, Mmu, MmuPin, MmuResult } from "../dma/mmu.ts";
+import type { DmaAccess, Mmu, MmuPin, MmuResult, Translation } from "../dma/mmu.ts";
 import { ringDoorbell, spinWait, type WakeTarget } from "../shared/doorbell.ts";
 import { DteState, SnapshotHeader, TargetCtrl } from "../shared/layout.ts";
 import { FOUR_GIB, MAX_ADDRESS } from "../util/address.ts";
@@ -54,6 +54,14 @@ interface LocalEntry {
   readonly perms: number;
 }
 
+interface CachedDte {
+  readonly record: SnapshotDte;
+  /** The entry covering every address (pass-through and identity states). */
+  readonly all: LocalEntry | undefined;
+  /** The exclusion range as an entry. */
+  readonly exclusion: LocalEntry | undefined;
+}
+
 interface Pin {
   readonly rid: number;
   readonly domain: number;
@@ -80,7 +88,10 @@ export interface SnapshotMmuOptions {
 }
 
 const ACCESS_BITS: Record<DmaAccess, number> = { read: 1, write: 2 };
+/** Slots of the direct-mapped translation cache (a power of two). */
+const DIRECT_SLOTS = 1024;
 const PAGE = 4096;
+const INV_PAGE = 1 / PAGE;
 
 function overlaps(pin: Pin, start: number, end: number): boolean {
   return pin.start <= end && start < pin.end;
@@ -130,7 +141,20 @@ export class SnapshotMmu implements Mmu {
   #ackedGen: number;
   #msgGen: number;
   #local = new Map<number, Map<number, LocalEntry>>();
-  #dtes = new Map<number, SnapshotDte>();
+  #pagesRid = -1;
+  #pages: Map<number, LocalEntry> | undefined;
+  #directPage = new Float64Array(DIRECT_SLOTS).fill(-1);
+  #directRid = new Int32Array(DIRECT_SLOTS);
+  #direct: Array<LocalEntry | undefined> = new Array(DIRECT_SLOTS).fill(undefined);
+  #dtes = new Map<number, CachedDte>();
+  #dteRid = -1;
+  #dteCached: CachedDte | undefined;
+  #result: { ok: true; address: number; length: number; permissions: number } = {
+    ok: true,
+    address: 0,
+    length: 0,
+    permissions: 0,
+  };
   #last: LocalEntry | undefined;
   #lastRid = -1;
   #missSeq: number;
@@ -222,7 +246,13 @@ export class SnapshotMmu implements Mmu {
       // Every translation cached here may be one the invalidation removed:
       // drop them all; the snapshot (already cleaned by main) refills us.
       this.#local.clear();
+      this.#directPage.fill(-1);
+      this.#direct.fill(undefined);
+      this.#pages = undefined;
+      this.#pagesRid = -1;
       this.#dtes.clear();
+      this.#dteCached = undefined;
+      this.#dteRid = -1;
       this.#last = undefined;
       this.#lastRid = -1;
       this.#seenGen = req;
@@ -253,71 +283,105 @@ export class SnapshotMmu implements Mmu {
    */
   translate(rid: number, iova: number, _length: number, access: DmaAccess): MmuResult {
     const need = ACCESS_BITS[access];
-    const last = this.#last;
+    let entry = this.#last;
     if (
-      last !== undefined && rid === this.#lastRid && iova >= last.iovaBase && iova < last.end &&
-      (last.perms & need)
+      entry === undefined || rid !== this.#lastRid || iova < entry.iovaBase || iova >= entry.end
     ) {
-      this.counters.hits++;
-      return {
-        ok: true,
-        address: last.physBase + (iova - last.iovaBase),
-        length: last.end - iova,
-        permissions: last.perms,
-      };
+      entry = this.#find(rid, iova);
     }
-    const entry = this.#find(rid, iova);
     if (entry !== undefined && (entry.perms & need)) {
       this.counters.hits++;
       this.#last = entry;
       this.#lastRid = rid;
-      return {
-        ok: true,
-        address: entry.physBase + (iova - entry.iovaBase),
-        length: entry.end - iova,
-        permissions: entry.perms,
-      };
+      // One result object, reused: the caller reads it before translating again.
+      const r = this.#result;
+      r.address = entry.physBase + (iova - entry.iovaBase);
+      r.length = entry.end - iova;
+      r.permissions = entry.perms;
+      return r;
     }
     return this.#miss(rid, iova, access);
   }
 
-  #dte(rid: number): SnapshotDte | undefined {
+  /**
+   * A translation from the caches only (no request to the main isolate, no
+   * fault logged): lets the DMA layer merge physically contiguous pages.
+   *
+   * @param rid Requester id.
+   * @param iova The address.
+   * @param access Read or write.
+   * @returns The translation, or `undefined` when not cached or not permitted.
+   */
+  translateCached(rid: number, iova: number, access: DmaAccess): Translation | undefined {
+    const entry = this.#find(rid, iova);
+    if (entry === undefined || !(entry.perms & ACCESS_BITS[access])) return undefined;
+    this.counters.hits++;
+    const r = this.#result;
+    r.address = entry.physBase + (iova - entry.iovaBase);
+    r.length = entry.end - iova;
+    r.permissions = entry.perms;
+    return r;
+  }
+
+  #dte(rid: number): CachedDte | undefined {
+    if (rid === this.#dteRid && this.#dteCached !== undefined) return this.#dteCached;
     let dte = this.#dtes.get(rid);
     if (dte === undefined) {
-      dte = this.#reader.dte(rid);
-      if (dte !== undefined) this.#dtes.set(rid, dte);
+      const record = this.#reader.dte(rid);
+      if (record === undefined) return undefined;
+      const all = record.state === DteState.PassThrough || record.state === DteState.Identity
+        ? {
+          iovaBase: 0,
+          end: MAX_ADDRESS + 1,
+          physBase: 0,
+          perms: record.state === DteState.PassThrough ? 3 : record.perms,
+        }
+        : undefined;
+      const ex = record.exclusion;
+      dte = {
+        record,
+        all,
+        exclusion: ex
+          ? { iovaBase: ex.base, end: ex.limit + 1, physBase: ex.base, perms: 3 }
+          : undefined,
+      };
+      this.#dtes.set(rid, dte);
     }
+    this.#dteRid = rid;
+    this.#dteCached = dte;
     return dte;
   }
 
   #find(rid: number, iova: number): LocalEntry | undefined {
     const dte = this.#dte(rid);
-    if (dte === undefined || dte.state === DteState.Unknown) return undefined;
+    if (dte === undefined || dte.record.state === DteState.Unknown) return undefined;
     const ex = dte.exclusion;
-    if (ex !== undefined && iova >= ex.base && iova <= ex.limit) {
-      return { iovaBase: ex.base, end: ex.limit + 1, physBase: ex.base, perms: 3 };
+    if (ex !== undefined && iova >= ex.iovaBase && iova < ex.end) return ex;
+    if (dte.all !== undefined) return dte.all;
+    const page = Math.floor(iova * INV_PAGE); // exact: a power-of-two scale
+    // A direct-mapped cache in front of the per-requester maps: one typed-array
+    // compare on the hot path.
+    const slot = page & (DIRECT_SLOTS - 1);
+    if (this.#directPage[slot] === page && this.#directRid[slot] === rid) return this.#direct[slot];
+    let pages = rid === this.#pagesRid ? this.#pages : this.#local.get(rid);
+    let entry = pages?.get(page);
+    if (entry === undefined) {
+      const t = this.#reader.lookup(rid, iova);
+      if (t === undefined) return undefined;
+      entry = {
+        iovaBase: t.iovaBase,
+        end: t.iovaBase + 2 ** t.shift,
+        physBase: t.physBase,
+        perms: t.perms,
+      };
+      if (!pages) this.#local.set(rid, pages = new Map());
+      pages.set(page, entry);
+      this.#pagesRid = rid;
+      this.#pages = pages;
     }
-    if (dte.state === DteState.PassThrough) {
-      return { iovaBase: 0, end: MAX_ADDRESS + 1, physBase: 0, perms: 3 };
-    }
-    if (dte.state === DteState.Identity) {
-      return { iovaBase: 0, end: MAX_ADDRESS + 1, physBase: 0, perms: dte.perms };
-    }
-    const page = Math.floor(iova / PAGE);
-    let pages = this.#local.get(rid);
-    const cached = pages?.get(page);
-    if (cached !== undefined) return cached;
-    const t = this.#reader.lookup(rid, iova);
-    if (t === undefined) return undefined;
-    const size = 2 ** t.shift;
-    const entry: LocalEntry = {
-      iovaBase: t.iovaBase,
-      end: t.iovaBase + size,
-      physBase: t.physBase,
-      perms: t.perms,
-    };
-    if (!pages) this.#local.set(rid, pages = new Map());
-    pages.set(page, entry);
+    this.#directPage[slot] = page;
+    this.#directRid[slot] = rid;
+    this.#direct[slot] = entry;
     return entry;
   }
 
@@ -377,7 +441,7 @@ export class SnapshotMmu implements Mmu {
   pin(rid: number, iova: number, length: number, onInvalidate: () => void): MmuPin {
     const pin: Pin = {
       rid,
-      domain: this.#dte(rid)?.domain ?? -1,
+      domain: this.#dte(rid)?.record.domain ?? -1,
       start: iova,
       end: iova + length,
       createdGen: this.#seenGen,

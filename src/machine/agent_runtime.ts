@@ -181,6 +181,10 @@ export class AgentBus implements Guest {
     }
   }
 
+  waitMemory(address: number, expected: bigint, options: { timeoutMs?: number } = {}): void {
+    this.memory.wait64(address, expected, options.timeoutMs ?? 1);
+  }
+
   sleep(ms: number): void {
     Atomics.wait(this.#sleeper, 0, 0, Math.max(0, ms));
   }

@@ -99,6 +99,7 @@ export class GuestMemory {
   readonly blocks: readonly RamBlock[];
   #view: DataView<SharedArrayBuffer>;
   #big: BigUint64Array<SharedArrayBuffer> | undefined;
+  #signed: BigInt64Array<SharedArrayBuffer> | undefined;
 
   /**
    * Allocates guest RAM, or attaches to an existing buffer.
@@ -282,6 +283,36 @@ export class GuestMemory {
     }
     this.#big ??= new BigUint64Array(this.buffer);
     Atomics.store(this.#big, offset / 8, BigInt.asUintN(64, value));
+  }
+
+  /**
+   * Wakes agents sleeping in {@linkcode GuestMemory.wait64} on `address`.
+   *
+   * @param address Guest-physical address, 8-byte aligned.
+   */
+  notify64(address: number): void {
+    const offset = this.#offset(address, 8, "notify");
+    if (offset % 8 !== 0) return;
+    this.#signed ??= new BigInt64Array(this.buffer);
+    Atomics.notify(this.#signed, offset / 8);
+  }
+
+  /**
+   * Sleeps (agents only: it blocks) while the 64-bit value at `address` is
+   * `expected`, until a {@linkcode GuestMemory.notify64} or the timeout.
+   *
+   * @param address Guest-physical address, 8-byte aligned.
+   * @param expected The value to wait away from.
+   * @param timeoutMs Longest sleep.
+   * @returns Why it returned.
+   */
+  wait64(address: number, expected: bigint, timeoutMs: number): "ok" | "not-equal" | "timed-out" {
+    const offset = this.#offset(address, 8, "wait on");
+    if (offset % 8 !== 0) {
+      throw new RangeError(`Cannot wait on ${hex(address)}: not 8-byte aligned`);
+    }
+    this.#signed ??= new BigInt64Array(this.buffer);
+    return Atomics.wait(this.#signed, offset / 8, BigInt.asIntN(64, expected), timeoutMs);
   }
 
   /**

@@ -55,6 +55,9 @@ export function ringDoorbell(ctrl: Int32Array, wake: WakeTarget | undefined): vo
     Atomics.load(ctrl, TargetCtrl.WAITING) === 1 &&
     Atomics.exchange(ctrl, TargetCtrl.WAITING, 0) === 1
   ) {
+    // Two wake-ups: the notify is fast when it works; the message always
+    // arrives and keeps the consumer's event loop alive.
+    Atomics.notify(ctrl, TargetCtrl.WAITING);
     wake?.postMessage(WAKE_MESSAGE);
   }
 }

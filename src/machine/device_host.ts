@@ -288,6 +288,15 @@ export class DeviceHost {
   }
 
   /**
+   * Sends a control message to the worker (fault injection).
+   *
+   * @param message The message.
+   */
+  control(message: DeviceControl): void {
+    this.#worker?.postMessage(message);
+  }
+
+  /**
    * Reads a register.
    *
    * @param region Region number.

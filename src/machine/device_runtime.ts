@@ -61,7 +61,11 @@ export type DeviceControl =
   | typeof WAKE_MESSAGE
   | DeviceInit
   | { readonly type: "attach-producer"; readonly port: MessagePort }
-  | { readonly type: "shutdown" };
+  | { readonly type: "shutdown" }
+  /** Fault injection: the device hangs (a synchronous busy loop) for `ms`. */
+  | { readonly type: "stall"; readonly ms: number }
+  /** Fault injection: the device throws, as a bug in its model would. */
+  | { readonly type: "crash"; readonly message: string };
 
 /**
  * The runtime of one device.
@@ -195,6 +199,11 @@ export class DeviceRuntime {
       this.#ports.push(message.port);
       message.port.onmessage = () => this.#pump.wake();
       this.#pump.wake();
+    } else if (message.type === "stall") {
+      const until = performance.now() + message.ms;
+      while (performance.now() < until) { /* hung: no requests, no acknowledgements */ }
+    } else if (message.type === "crash") {
+      this.#fatal(new Error(message.message));
     }
   }
 

@@ -525,6 +525,28 @@ export class Machine {
     }
   }
 
+  /**
+   * Injects a fault into a running machine (reliability tests):
+   * `stall-device` makes a device worker hang for `ms` (no register answers,
+   * no IOTLB acknowledgements); `crash-device` makes it fail as if its model
+   * threw; `kill-device` terminates its worker abruptly.
+   *
+   * @param fault What to break.
+   */
+  injectFault(
+    fault:
+      | { kind: "stall-device"; device: string; ms: number }
+      | { kind: "crash-device"; device: string }
+      | { kind: "kill-device"; device: string },
+  ): void {
+    const device = this.#devices.find((d) => d.id === fault.device);
+    if (!device) throw new Error(`Unknown device '${fault.device}'`);
+    if (fault.kind === "stall-device") device.host.control({ type: "stall", ms: fault.ms });
+    else if (fault.kind === "crash-device") {
+      device.host.control({ type: "crash", message: "Injected crash" });
+    } else device.host.fail(`Device ${fault.device} was killed (injected fault)`);
+  }
+
   /** The IOMMU, when the machine has one. */
   get iommu(): AmdViIommu | undefined {
     return this.#iommu;

@@ -12,7 +12,12 @@
  */
 
 import denoConfig from "../../deno.json" with { type: "json" };
-import { deviceType, deviceTypeNames, PLANNED_DEVICE_TYPES } from "../devices/registry.ts";
+import {
+  deviceType,
+  deviceTypeNames,
+  MAIN_ISOLATE_DEVICES,
+  PLANNED_DEVICE_TYPES,
+} from "../devices/registry.ts";
 import { type DeviceConfig, Machine, type MachineConfig } from "../machine/machine.ts";
 import {
   type CommandLine,
@@ -44,11 +49,27 @@ const WORKLOADS: Readonly<Record<string, URL>> = {
 };
 
 /** Devices of the machine `deno task start` runs when no -device is given. */
-export const DEFAULT_DEVICES: readonly DeviceConfig[] = [{ type: "edu", id: "edu0", addr: "04.0" }];
+export const DEFAULT_DEVICES: readonly DeviceConfig[] = [
+  { type: "amd-iommu", id: "iommu0", addr: "01.0" },
+  { type: "edu", id: "edu0", addr: "04.0" },
+];
 
 const GENERIC_DEVICE_PROPERTIES = ["id", "addr", "bus"];
 
 function deviceConfig(driver: string, properties: ReadonlyMap<string, string>): DeviceConfig {
+  if (driver in MAIN_ISOLATE_DEVICES) {
+    const config: DeviceConfig = { type: driver };
+    for (const [key, value] of properties) {
+      if (key === "id") config.id = value;
+      else if (key === "addr") config.addr = value;
+      else if (key === "bus") {
+        if (value !== "pcie.0") {
+          throw new CommandLineError(`Unknown bus '${value}' for device '${driver}': only pcie.0`);
+        }
+      } else throw new CommandLineError(`Device '${driver}' has no property '${key}'`);
+    }
+    return config;
+  }
   const type = deviceType(driver);
   if (!type) {
     if (PLANNED_DEVICE_TYPES.includes(driver)) {
@@ -77,13 +98,23 @@ function deviceConfig(driver: string, properties: ReadonlyMap<string, string>): 
 function deviceHelp(cl: CommandLine): string | undefined {
   for (const d of cl.devices) {
     if (d.driver === "help" || d.driver === "?") {
-      const lines = deviceTypeNames().map((n) => {
-        const t = deviceType(n)!;
-        return `name "${n}", bus PCI, desc "${t.descriptor.description}"`;
-      });
+      const lines = [
+        ...Object.entries(MAIN_ISOLATE_DEVICES).map(([n, d]) =>
+          `name "${n}", bus PCI, desc "${d}"`
+        ),
+        ...deviceTypeNames().map((n) => {
+          const t = deviceType(n)!;
+          return `name "${n}", bus PCI, desc "${t.descriptor.description}"`;
+        }),
+      ].sort();
       return `${lines.join("\n")}\n`;
     }
     if (d.properties.has("help")) {
+      if (d.driver in MAIN_ISOLATE_DEVICES) {
+        return `${d.driver} options:\n${
+          GENERIC_DEVICE_PROPERTIES.map((p) => `  ${p}=<str>`).join("\n")
+        }\n`;
+      }
       const type = deviceType(d.driver);
       if (!type) throw new CommandLineError(`Unknown device '${d.driver}' (see -device help)`);
       const props = [...GENERIC_DEVICE_PROPERTIES, ...type.properties];
@@ -186,6 +217,7 @@ function formatSummary(result: unknown): { text: string; ok: boolean } {
 export async function main(args: readonly string[], io: CliIo = PROCESS_IO): Promise<number> {
   let cl: CommandLine;
   let config: MachineConfig;
+  let workload: { url: URL; options: Record<string, string> } | undefined;
   try {
     // `deno task start -- …` passes the "--" through: it is not an option.
     cl = parseCommandLine(args[0] === "--" ? args.slice(1) : args);
@@ -203,6 +235,9 @@ export async function main(args: readonly string[], io: CliIo = PROCESS_IO): Pro
       return 0;
     }
     config = machineConfig(cl);
+    workload = cl.qtest === undefined && !cl.paused
+      ? resolveWorkload(cl.workload ?? "demo")
+      : undefined;
   } catch (error) {
     if (error instanceof CommandLineError) {
       io.stderr(`dmaworks: ${error.message}\n`);
@@ -239,7 +274,7 @@ export async function main(args: readonly string[], io: CliIo = PROCESS_IO): Pro
       });
       return 0;
     }
-    const workload = resolveWorkload(cl.workload ?? "demo");
+    if (!workload) return 0;
     io.stderr(`dmaworks: machine '${machine.name}' with ${config.ramSize! / 2 ** 20} MiB RAM\n`);
     for (const d of machine.devices()) {
       io.stderr(`dmaworks: ${d.address} ${d.type} (id ${d.id}, IRQ ${d.irqLines.join(",")})\n`);

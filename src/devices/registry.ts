@@ -26,6 +26,14 @@ const TYPES: ReadonlyMap<string, DeviceType> = new Map<string, DeviceType>([
 ]);
 
 /**
+ * Devices the main isolate models itself (no worker): `-device` names with a
+ * description for `-device help`.
+ */
+export const MAIN_ISOLATE_DEVICES: Readonly<Record<string, string>> = {
+  "amd-iommu": "AMD-Vi IOMMU (1022:0008), MMIO at 0xfed80000",
+};
+
+/**
  * Device types that are named by QEMU's syntax but arrive with later work.
  * Naming one gives a clear "not available yet" error.
  */

@@ -298,13 +298,15 @@ export function encodeBase64(data: Uint8Array): string {
 }
 
 /**
- * Decodes standard base64. Padding is optional, but `=` may appear only at
- * the end and only to complete a group of four; any other character, or a
- * lone character in the last group, makes the text invalid. (GLib silently
- * skips invalid characters; dmaworks reports them.)
+ * Decodes standard, padded base64 (what GLib's `g_base64_encode` and
+ * libqtest produce). The length must be a multiple of 4 and `=` may appear
+ * only as one or two final padding characters; any other character makes the
+ * text invalid. (GLib silently skips invalid characters and drops an
+ * unpadded final group, after which QEMU writes leftover bytes of the
+ * request; dmaworks reports such input instead.)
  *
  * @param text The base64 text.
- * @returns The bytes, or `undefined` when the text is not valid base64.
+ * @returns The bytes, or `undefined` when the text is not valid padded base64.
  *
  * @example
  * ```ts
@@ -312,17 +314,16 @@ export function encodeBase64(data: Uint8Array): string {
  * import { deepEqual, equal } from "node:assert/strict";
  * deepEqual(decodeBase64("QUJD"), new TextEncoder().encode("ABC"));
  * deepEqual(decodeBase64("QUI="), new TextEncoder().encode("AB"));
- * deepEqual(decodeBase64("QUI"), new TextEncoder().encode("AB"));
+ * equal(decodeBase64("QUI"), undefined); // unpadded
  * equal(decodeBase64("QU!D"), undefined);
- * equal(decodeBase64("Q"), undefined);
+ * equal(decodeBase64("Q==="), undefined);
  * ```
  */
 export function decodeBase64(text: string): Uint8Array | undefined {
+  if (text.length % 4 !== 0) return undefined;
   let end = text.length;
-  if (end % 4 === 0) {
-    if (text.charCodeAt(end - 1) === 0x3d) end--;
-    if (text.charCodeAt(end - 1) === 0x3d) end--;
-  }
+  if (text.charCodeAt(end - 1) === 0x3d) end--;
+  if (text.charCodeAt(end - 1) === 0x3d) end--;
   if (end % 4 === 1) return undefined;
   const out = new Uint8Array(Math.floor((end * 3) / 4));
   let o = 0;
@@ -706,7 +707,7 @@ function parseWords(words: readonly string[], maxTransfer: number): QtestRequest
         return { kind: "memwrite", address: a, data: hexData(text, Number(length)) };
       }
       const decoded = decodeBase64(text);
-      if (!decoded) throw new Malformed(`Invalid B64_DATA ${quote(text)}: not base64`);
+      if (!decoded) throw new Malformed(`Invalid B64_DATA ${quote(text)}: not padded base64`);
       if (decoded.length === Number(length)) {
         return { kind: "memwrite", address: a, data: decoded };
       }

@@ -293,23 +293,27 @@ export class AmdViIommu implements TranslationSource {
       const current = base === AmdViReg.STATUS ? 0n : this.#read64(base);
       full = (current & ~mask) | ((BigInt.asUintN(size * 8, value) << shift) & mask);
     }
-    this.#write64(base, full);
+    // Bytes 7 (bits 63:56, the length field of the ring bases) written?
+    const lengthWritten = size >= 8 || (offset & 7) + size > 7;
+    this.#write64(base, full, lengthWritten);
   }
 
-  #write64(offset: number, value: bigint): void {
+  #write64(offset: number, value: bigint, lengthWritten = true): void {
     switch (offset) {
       case AmdViReg.DEV_TAB_BASE:
         this.#devTabBase = value & 0x000f_ffff_ffff_f1ffn;
         return;
       case AmdViReg.CMD_BUF_BASE:
-        if (this.#cmdRun || bits(value, 59, 56) < 8n) return;
+        // A length below 8 entries is invalid; only judge it when the write
+        // carries it (Linux writes the low half first, then the high half).
+        if (this.#cmdRun || (lengthWritten && bits(value, 59, 56) < 8n)) return;
         this.#cmdBase = value & BASE_MASK;
         this.#cmdHead = 0n;
         this.#cmdTail = 0n;
         this.#ringEpoch++;
         return;
       case AmdViReg.EVT_LOG_BASE:
-        if (this.#evtRun || bits(value, 59, 56) < 8n) return;
+        if (this.#evtRun || (lengthWritten && bits(value, 59, 56) < 8n)) return;
         this.#evtBase = value & BASE_MASK;
         this.#evtHead = 0n;
         this.#evtTail = 0n;
@@ -423,14 +427,15 @@ export class AmdViIommu implements TranslationSource {
 
   // ---------------------------------------------------------------- event log
 
-  #log(code: number, fields: Parameters<typeof encodeEvent>[1]): void {
+  /** Writes an event; returns whether it reached the log. */
+  #log(code: number, fields: Parameters<typeof encodeEvent>[1]): boolean {
     const [q0, q1] = encodeEvent(code, fields);
     const event = decodeEvent(q0, q1);
     this.#recent.push(event);
     if (this.#recent.length > RECENT_EVENTS) this.#recent.shift();
     if (!this.#evtRun || (this.#status & AmdViStatus.EVENT_OVERFLOW)) {
       this.counters.eventsDropped++;
-      return;
+      return false;
     }
     const size = this.#evtSize;
     const next = (this.#evtTail + 16n) % size;
@@ -440,7 +445,7 @@ export class AmdViIommu implements TranslationSource {
       this.#status &= ~AmdViStatus.EVENT_LOG_RUN;
       this.counters.eventsDropped++;
       this.#updateIrq();
-      return;
+      return false;
     }
     const address = Number((this.#evtBase & 0x000f_ffff_ffff_f000n) + this.#evtTail);
     if (this.#memory.isRam(address, 16)) {
@@ -452,6 +457,7 @@ export class AmdViIommu implements TranslationSource {
     this.#status |= AmdViStatus.EVENT_LOG_INT;
     this.counters.events++;
     this.#updateIrq();
+    return true;
   }
 
   #pageFault(
@@ -465,13 +471,14 @@ export class AmdViIommu implements TranslationSource {
       if (dte.suppressAll) return;
       if (dte.suppressRepeated && this.#faulted.has(rid)) return;
     }
-    this.#faulted.add(rid);
-    this.#log(AmdViEvent.IO_PAGE_FAULT, {
+    const logged = this.#log(AmdViEvent.IO_PAGE_FAULT, {
       deviceId: rid,
       domainId: dte?.domainId ?? 0,
       flags,
       address: toBig(address),
     });
+    // SE suppresses repeats of a fault software was told about.
+    if (logged) this.#faulted.add(rid);
   }
 
   // ---------------------------------------------------------------- translation
@@ -623,7 +630,7 @@ export class AmdViIommu implements TranslationSource {
         ok: true,
         iovaBase: iova,
         physBase: walk.physBase + (iova - walk.iovaBase),
-        length: runLength(walk, iova),
+        length: this.#clampRun(iova, runLength(walk, iova), excl),
         perms: walk.perms,
       },
       dte,
@@ -661,13 +668,15 @@ export class AmdViIommu implements TranslationSource {
       return { dte: record, translations: [] };
     }
     const ex = record.exclusion;
-    const skip = (a: number) =>
-      (ex !== undefined && a >= ex.base && a <= ex.limit) || (a >= MSI_BASE && a <= MSI_LIMIT);
+    // A published page must not overlap a range that is never translated (the
+    // MSI window, the exclusion range): the worker would translate through it.
+    const untranslated = (start: number, end: number) =>
+      (ex !== undefined && start <= ex.limit && ex.base < end) || (start <= MSI_LIMIT && MSI_BASE < end);
     const translations: SnapshotTranslation[] = [];
-    if (skip(iova)) return { dte: record, translations };
     let walk = walkPageTable(this.#memory, { dte, iova, access: 0 });
     const neighbours = this.#options.neighbours ?? 31;
     for (let i = 0; i <= neighbours && walk.ok; i++) {
+      if (untranslated(walk.iovaBase, walk.iovaBase + 2 ** walk.shift)) break;
       translations.push({
         rid,
         shift: walk.shift,
@@ -677,11 +686,19 @@ export class AmdViIommu implements TranslationSource {
         domain: dte.domainId,
       });
       const next = walk.iovaBase + 2 ** walk.shift;
-      if (next > MAX_ADDRESS || skip(next)) break;
+      if (next > MAX_ADDRESS) break;
       walk = walkPageTable(this.#memory, { dte, iova: next, access: 0 });
     }
     this.counters.fills += translations.length;
     return { dte: record, translations };
+  }
+
+  /** Shortens a translated run so it stops before the MSI window or the exclusion range. */
+  #clampRun(iova: number, length: number, excl: { base: number; limit: number } | undefined): number {
+    let end = iova + length;
+    if (iova < MSI_BASE && end > MSI_BASE) end = MSI_BASE;
+    if (excl !== undefined && iova < excl.base && end > excl.base) end = excl.base;
+    return end - iova;
   }
 
   /** Reads the DMA words of a DTE (each 64-bit word atomically; the table is 32-byte aligned). */

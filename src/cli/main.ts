@@ -13,18 +13,27 @@
 
 import denoConfig from "../../deno.json" with { type: "json" };
 import {
+  ATTACHED_DEVICES,
   deviceType,
   deviceTypeNames,
   MAIN_ISOLATE_DEVICES,
   PLANNED_DEVICE_TYPES,
 } from "../devices/registry.ts";
-import { type DeviceConfig, Machine, type MachineConfig } from "../machine/machine.ts";
+import {
+  type CaptureConfig,
+  type DeviceConfig,
+  type DriveConfig,
+  Machine,
+  type MachineConfig,
+} from "../machine/machine.ts";
+import type { NetdevConfig } from "../net/netdev.ts";
 import {
   type CommandLine,
   CommandLineError,
   HELP_TEXT,
   parseCommandLine,
   parseKeyValues,
+  parseSize,
 } from "./args.ts";
 
 /** Where the CLI writes. */
@@ -57,6 +66,17 @@ export const DEFAULT_DEVICES: readonly DeviceConfig[] = [
 const GENERIC_DEVICE_PROPERTIES = ["id", "addr", "bus"];
 
 function deviceConfig(driver: string, properties: ReadonlyMap<string, string>): DeviceConfig {
+  const attached = ATTACHED_DEVICES[driver];
+  if (attached) {
+    const own: Record<string, string> = {};
+    let id: string | undefined;
+    for (const [key, value] of properties) {
+      if (key === "id") id = value;
+      else if (attached.includes(key)) own[key] = value;
+      else throw new CommandLineError(`Device '${driver}' has no property '${key}'`);
+    }
+    return { type: driver, ...(id !== undefined ? { id } : {}), properties: own };
+  }
   if (driver in MAIN_ISOLATE_DEVICES) {
     const config: DeviceConfig = { type: driver };
     for (const [key, value] of properties) {
@@ -140,30 +160,145 @@ function deviceHelp(cl: CommandLine): string | undefined {
  * ```
  */
 export function machineConfig(cl: CommandLine): MachineConfig {
-  for (
-    const [option, values] of [["-drive", cl.drives], ["-netdev", cl.netdevs], [
-      "-object",
-      cl.objects,
-    ]] as const
-  ) {
-    if (values.length > 0) {
-      throw new CommandLineError(
-        `Option '${option}' is not available yet in this version of dmaworks`,
-      );
-    }
-  }
-  const explicit = cl.devices.length > 0 || cl.qtest !== undefined;
+  const explicit = cl.devices.length > 0 || cl.qtest !== undefined || cl.drives.length > 0 ||
+    cl.netdevs.length > 0;
   const devices = explicit
     ? cl.devices.map((d) => deviceConfig(d.driver, d.properties))
     : [...DEFAULT_DEVICES];
+  const drives: DriveConfig[] = [];
+  cl.drives.forEach((text, index) => {
+    const { drive, attach } = parseDrive(text, index);
+    drives.push(drive);
+    if (attach) {
+      if (!devices.some((d) => d.type === "piix3-ide")) {
+        devices.push({ type: "piix3-ide", id: "ide" });
+      }
+      const controller = devices.find((d) => d.type === "piix3-ide")!;
+      devices.push({
+        type: "ide-hd",
+        properties: {
+          drive: drive.id,
+          bus: `${controller.id ?? "piix3-ide0"}.${attach.bus}`,
+          unit: String(attach.unit),
+        },
+      });
+    }
+  });
+  const netdevs = cl.netdevs.map(parseNetdev);
+  const captures = cl.objects.map(parseObject);
   const config: MachineConfig = {
     ramSize: cl.ramSize,
     devices,
+    ...(drives.length > 0 ? { drives } : {}),
+    ...(netdevs.length > 0 ? { netdevs } : {}),
+    ...(captures.length > 0 ? { captures } : {}),
     qtestClock: cl.qtest !== undefined,
     narrowWorkerPermissions: cl.narrowPermissions,
   };
   if (cl.name !== undefined) config.name = cl.name;
   return config;
+}
+
+const DRIVE_KEYS = [
+  "file",
+  "format",
+  "if",
+  "id",
+  "readonly",
+  "index",
+  "media",
+  "cache",
+  "aio",
+  "size",
+];
+
+/** `-drive file=…,format=raw,if=none,id=…[,readonly=on]` or the short `if=ide` form. */
+function parseDrive(
+  text: string,
+  position: number,
+): { drive: DriveConfig; attach?: { bus: number; unit: number } } {
+  const { head, properties } = parseKeyValues(text);
+  if (head !== undefined) {
+    throw new CommandLineError(`Invalid -drive '${text}': expected key=value pairs`);
+  }
+  for (const key of properties.keys()) {
+    if (!DRIVE_KEYS.includes(key)) {
+      throw new CommandLineError(`Unsupported -drive parameter '${key}'`);
+    }
+  }
+  const format = properties.get("format") ?? "raw";
+  if (format !== "raw") {
+    throw new CommandLineError(`Unsupported drive format '${format}': dmaworks reads raw images`);
+  }
+  const media = properties.get("media") ?? "disk";
+  if (media !== "disk") {
+    throw new CommandLineError(`Unsupported drive media '${media}': disks only`);
+  }
+  const readonly = parseOnOff(properties.get("readonly") ?? "off", "readonly");
+  const file = properties.get("file");
+  const size = properties.get("size");
+  if (file === undefined && size === undefined) {
+    throw new CommandLineError(
+      `Invalid -drive '${text}': needs file= (or size= for an in-memory disk)`,
+    );
+  }
+  const iface = properties.get("if") ?? "ide";
+  if (iface !== "none" && iface !== "ide") {
+    throw new CommandLineError(`Unsupported drive interface '${iface}': none or ide`);
+  }
+  const index = properties.has("index") ? Number(properties.get("index")) : position;
+  if (!(Number.isInteger(index) && index >= 0 && index <= 3)) {
+    throw new CommandLineError(`Invalid drive index '${properties.get("index")}': 0 to 3 for IDE`);
+  }
+  const drive: DriveConfig = {
+    id: properties.get("id") ?? `ide${index}-hd0`,
+    format: "raw",
+    readonly,
+  };
+  if (file !== undefined) drive.file = file;
+  else drive.size = parseSize(size!, 2 ** 20);
+  return iface === "ide" ? { drive, attach: { bus: index >> 1, unit: index & 1 } } : { drive };
+}
+
+function parseOnOff(value: string, what: string): boolean {
+  if (["on", "true", "yes"].includes(value)) return true;
+  if (["off", "false", "no"].includes(value)) return false;
+  throw new CommandLineError(`Invalid ${what} '${value}': on or off`);
+}
+
+/** `-netdev TYPE,id=ID[,…]`. */
+function parseNetdev(text: string): NetdevConfig {
+  const { head, properties } = parseKeyValues(text);
+  const type = properties.get("type") ?? head;
+  if (!type) throw new CommandLineError(`Invalid -netdev '${text}': no type`);
+  const id = properties.get("id");
+  if (!id) throw new CommandLineError(`Invalid -netdev '${text}': no id=`);
+  properties.delete("type");
+  properties.delete("id");
+  return { type, id, properties: Object.fromEntries(properties) };
+}
+
+/** `-object filter-dump,id=ID,netdev=NET,file=PATH`. */
+function parseObject(text: string): CaptureConfig {
+  const { head, properties } = parseKeyValues(text);
+  const type = properties.get("qom-type") ?? head;
+  if (type !== "filter-dump") {
+    throw new CommandLineError(`Unsupported -object '${type ?? text}': only filter-dump`);
+  }
+  for (const key of properties.keys()) {
+    if (!["id", "netdev", "file", "maxlen", "qom-type"].includes(key)) {
+      throw new CommandLineError(`Unsupported filter-dump parameter '${key}'`);
+    }
+  }
+  const id = properties.get("id");
+  const netdev = properties.get("netdev");
+  const file = properties.get("file");
+  if (!id || !netdev || !file) {
+    throw new CommandLineError(
+      `Invalid -object '${text}': filter-dump needs id=, netdev= and file=`,
+    );
+  }
+  return { id, netdev, file };
 }
 
 function resolveWorkload(spec: string): { url: URL; options: Record<string, string> } {

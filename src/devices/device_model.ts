@@ -50,6 +50,46 @@ export interface DeviceDescriptor {
   readonly irqs: readonly DeviceIrqSpec[];
 }
 
+/** A disk attached to a controller (`-drive` + `-device ide-hd`), as its worker receives it. */
+export interface DiskAttachment {
+  /** Always `disk`. */
+  readonly kind: "disk";
+  /** The drive id (`-drive …,id=`). */
+  readonly drive: string;
+  /** Raw image file path, or absent for an in-memory disk. */
+  readonly file?: string;
+  /** Size of an in-memory disk in bytes. */
+  readonly size?: number;
+  /** Writes fail (the guest sees an error). */
+  readonly readonly: boolean;
+  /** Channel (bus) on the controller. */
+  readonly bus: number;
+  /** Unit on the channel (0 master, 1 slave). */
+  readonly unit: number;
+  /** The attaching device's properties (`serial`, `model`, `ver`, …). */
+  readonly properties: Readonly<Record<string, string>>;
+}
+
+/** What a NIC model uses to send and receive frames once its `netdev` is connected. */
+export interface DeviceNet {
+  /**
+   * Sends a frame (without FCS) to the network backend.
+   *
+   * @param frame The Ethernet frame.
+   * @returns Whether it was queued (false: dropped, the backend is congested).
+   */
+  transmit(frame: Uint8Array): boolean;
+  /**
+   * Takes the next frame received from the backend; the model pulls frames
+   * when it has receive buffers and is told of arrivals by `DeviceModel.onNetReceive`.
+   *
+   * @returns A frame, or `undefined` when none is waiting.
+   */
+  receive(): Uint8Array | undefined;
+  /** Whether received frames are waiting. */
+  readonly pending: boolean;
+}
+
 /** What a device model gets from its host. */
 export interface DeviceEnv {
   /** The device's DMA context (its requester id, the IOMMU, Bus Master Enable). */
@@ -74,6 +114,10 @@ export interface DeviceEnv {
    * @param task The work.
    */
   defer(task: () => void | Promise<void>): void;
+  /** Disks attached to this controller (empty for other devices). */
+  readonly disks?: readonly DiskAttachment[];
+  /** The network connection (NICs with a `netdev`). */
+  readonly net?: DeviceNet;
 }
 
 /** A device model: answers register accesses. */
@@ -112,6 +156,8 @@ export interface DeviceModel {
    * @param value The value.
    */
   write64?(region: number, offset: number, value: bigint): void;
+  /** Called by the host when received frames are waiting (NICs). */
+  onNetReceive?(): void;
   /** Releases resources (files, sockets); called when the machine stops. */
   dispose?(): void | Promise<void>;
 }

@@ -15,7 +15,19 @@ export interface DeviceType {
   readonly create: DeviceFactory;
   /** The `-device` properties the type accepts (besides the generic ones). */
   readonly properties: readonly string[];
+  /** A NIC: its `netdev` property connects it to a network backend. */
+  readonly nic?: boolean;
+  /** A controller that disks attach to (`-device ide-hd,bus=ID.N`), with its number of buses. */
+  readonly diskBuses?: number;
 }
+
+/**
+ * Devices that are not PCI functions but attach to a controller
+ * (`-device ide-hd,drive=…,bus=ID.N`): their accepted properties.
+ */
+export const ATTACHED_DEVICES: Readonly<Record<string, readonly string[]>> = {
+  "ide-hd": ["drive", "bus", "unit", "serial", "model", "ver"],
+};
 
 const TYPES: ReadonlyMap<string, DeviceType> = new Map<string, DeviceType>([
   ["edu", {

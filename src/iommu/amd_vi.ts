@@ -671,7 +671,8 @@ export class AmdViIommu implements TranslationSource {
     // A published page must not overlap a range that is never translated (the
     // MSI window, the exclusion range): the worker would translate through it.
     const untranslated = (start: number, end: number) =>
-      (ex !== undefined && start <= ex.limit && ex.base < end) || (start <= MSI_LIMIT && MSI_BASE < end);
+      (ex !== undefined && start <= ex.limit && ex.base < end) ||
+      (start <= MSI_LIMIT && MSI_BASE < end);
     const translations: SnapshotTranslation[] = [];
     let walk = walkPageTable(this.#memory, { dte, iova, access: 0 });
     const neighbours = this.#options.neighbours ?? 31;
@@ -694,7 +695,11 @@ export class AmdViIommu implements TranslationSource {
   }
 
   /** Shortens a translated run so it stops before the MSI window or the exclusion range. */
-  #clampRun(iova: number, length: number, excl: { base: number; limit: number } | undefined): number {
+  #clampRun(
+    iova: number,
+    length: number,
+    excl: { base: number; limit: number } | undefined,
+  ): number {
     let end = iova + length;
     if (iova < MSI_BASE && end > MSI_BASE) end = MSI_BASE;
     if (excl !== undefined && iova < excl.base && end > excl.base) end = excl.base;

@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { DeviceDescriptor } from "../devices/device_model.ts";
+import type { DeviceDescriptor, DiskAttachment } from "../devices/device_model.ts";
 import type { GuestMemoryDescriptor } from "../memory/guest_memory.ts";
 import { ringDoorbell, WAKE_MESSAGE } from "../shared/doorbell.ts";
 import {
@@ -134,6 +134,8 @@ export class DeviceHost {
   #stopped: (() => void) | undefined;
   #iommu: { readonly snapshot: SharedArrayBuffer; readonly port: MessagePort } | undefined;
   #trace: { buffer: SharedArrayBuffer; reader: DmaTraceReader } | undefined;
+  #disks: DiskAttachment[] = [];
+  #net: { tx: SharedArrayBuffer; rx: SharedArrayBuffer } | undefined;
 
   /**
    * Creates the instance.
@@ -176,6 +178,42 @@ export class DeviceHost {
     return this.#trace.reader;
   }
 
+  /**
+   * Attaches a disk (before {@linkcode DeviceHost.start}); the worker gets
+   * read (and, unless read-only, write) permission for its image only.
+   *
+   * @param disk The disk.
+   */
+  attachDisk(disk: DiskAttachment): void {
+    this.#disks.push(disk);
+  }
+
+  /**
+   * Connects the NIC's frame rings (before {@linkcode DeviceHost.start}).
+   *
+   * @param rings Transmit (worker → main) and receive (main → worker) rings.
+   */
+  setNet(rings: { tx: SharedArrayBuffer; rx: SharedArrayBuffer }): void {
+    this.#net = rings;
+  }
+
+  /** The narrowest permissions the worker needs: its disk images, nothing else. */
+  #permissions(): WorkerPermissions {
+    const files = this.#disks.flatMap((d) => (d.file ? [d] : []));
+    if (files.length === 0) return this.#options.permissions ?? "none";
+    return {
+      read: files.map((d) => d.file!),
+      write: files.some((d) => !d.readonly)
+        ? files.filter((d) => !d.readonly).map((d) => d.file!)
+        : false,
+      net: false,
+      env: false,
+      run: false,
+      ffi: false,
+      sys: false,
+    };
+  }
+
   /** The worker (while it runs). */
   get worker(): Worker | undefined {
     return this.#worker;
@@ -195,7 +233,7 @@ export class DeviceHost {
   async start(): Promise<void> {
     const worker = createWorker(WORKER_URL, {
       name: `device ${this.id}`,
-      permissions: this.#options.permissions ?? "none",
+      permissions: this.#permissions(),
       narrow: this.#options.narrowPermissions,
     });
     this.#worker = worker;
@@ -220,6 +258,8 @@ export class DeviceHost {
       irqSources: this.#options.irqSources,
       ...(this.#iommu ? { iommu: this.#iommu } : {}),
       ...(this.#trace ? { trace: this.#trace.buffer } : {}),
+      ...(this.#disks.length > 0 ? { disks: this.#disks } : {}),
+      ...(this.#net ? { net: this.#net } : {}),
     };
     worker.postMessage(init satisfies DeviceControl, this.#iommu ? [this.#iommu.port] : []);
     await ready;

@@ -12,7 +12,8 @@
 import { DmaContext, type DmaContextOptions } from "../dma/dma_context.ts";
 import { DmaTraceWriter } from "../dma/dma_trace.ts";
 import { type InvalidationMessage, SnapshotMmu } from "../iommu/snapshot_mmu.ts";
-import type { DeviceEnv, DeviceModel } from "../devices/device_model.ts";
+import type { DeviceEnv, DeviceModel, DeviceNet, DiskAttachment } from "../devices/device_model.ts";
+import { FrameRing } from "../net/frame_ring.ts";
 import { deviceType } from "../devices/registry.ts";
 import { GuestMemory, type GuestMemoryDescriptor } from "../memory/guest_memory.ts";
 import { ringDoorbell, WAKE_MESSAGE, type WakeTarget } from "../shared/doorbell.ts";
@@ -47,6 +48,10 @@ export interface DeviceInit {
   readonly iommu?: { readonly snapshot: SharedArrayBuffer; readonly port: MessagePort };
   /** The DMA trace ring, when DMA tracing is on. */
   readonly trace?: SharedArrayBuffer;
+  /** Disks attached to this controller. */
+  readonly disks?: readonly DiskAttachment[];
+  /** Frame rings to the main isolate's network backend (NICs with a netdev). */
+  readonly net?: { readonly tx: SharedArrayBuffer; readonly rx: SharedArrayBuffer };
 }
 
 /** Messages a device runtime sends to the main isolate. */
@@ -106,6 +111,8 @@ export class DeviceRuntime {
   #failed = false;
   #pendingTasks = new Set<Promise<void>>();
   #mmu: SnapshotMmu | undefined;
+  #rx: FrameRing | undefined;
+  #rxSeen = 0;
   #iommuPort: MessagePort | undefined;
 
   /**
@@ -165,16 +172,38 @@ export class DeviceRuntime {
         this.#deferred.push(task);
         this.#pump.wake();
       },
+      ...(init.disks ? { disks: init.disks } : {}),
+      ...(init.net ? { net: this.#connectNet(init.net) } : {}),
     };
     this.#model = type.create(env, init.properties);
     this.#pump = new WorkPump(this.#ctrl, {
       step: () => this.#step(),
       hasWork: () =>
-        this.#deferred.length > 0 || this.#reader.hasWork() || (this.#mmu?.needsPoll ?? false),
+        this.#deferred.length > 0 || this.#reader.hasWork() || (this.#mmu?.needsPoll ?? false) ||
+        (this.#rx !== undefined && this.#rx.frames !== this.#rxSeen),
     });
     Atomics.store(this.#ctrl, TargetCtrl.STATE, TargetState.Running);
     this.#toMain.postMessage({ type: "ready" } satisfies DeviceMessage);
     this.#pump.wake();
+  }
+
+  #connectNet(rings: { tx: SharedArrayBuffer; rx: SharedArrayBuffer }): DeviceNet {
+    const tx = new FrameRing(rings.tx);
+    const rx = new FrameRing(rings.rx);
+    this.#rx = rx;
+    const mainCtrl = this.#mainCtrl;
+    const toMain = this.#toMain;
+    return {
+      transmit: (frame) => {
+        const queued = tx.push(frame);
+        ringDoorbell(mainCtrl, toMain);
+        return queued;
+      },
+      receive: () => rx.pop(),
+      get pending() {
+        return rx.readable;
+      },
+    };
   }
 
   /** The worker's MMU, when the machine has an IOMMU. */
@@ -231,6 +260,13 @@ export class DeviceRuntime {
         did = true;
       }
       if (this.#reader.drain((r) => this.#handle(r)) > 0) did = true;
+      if (this.#rx !== undefined && this.#rx.frames !== this.#rxSeen) {
+        // New frames arrived: tell the model once; it pulls what it can take
+        // (and pulls the rest itself when it gets receive buffers).
+        this.#rxSeen = this.#rx.frames;
+        this.#model.onNetReceive?.();
+        did = true;
+      }
       const tasks = this.#deferred.splice(0);
       for (const task of tasks) {
         did = true;

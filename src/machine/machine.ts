@@ -7,7 +7,14 @@
  */
 
 import type { DeviceDescriptor } from "../devices/device_model.ts";
-import { deviceType, PLANNED_DEVICE_TYPES } from "../devices/registry.ts";
+import { ATTACHED_DEVICES, deviceType, PLANNED_DEVICE_TYPES } from "../devices/registry.ts";
+import type { DiskAttachment } from "../devices/device_model.ts";
+import { frameRingBytes } from "../net/frame_ring.ts";
+import "../net/backends.ts";
+import { type Netdev, type NetdevConfig, netdevFactory, netdevTypes } from "../net/netdev.ts";
+import { PcapWriter } from "../net/pcap_writer.ts";
+import { RingNetPort } from "../net/ring_net_port.ts";
+import { ringDoorbell } from "../shared/doorbell.ts";
 import { AddressMap, type AddressSpaceKind } from "../memory/address_map.ts";
 import { GuestMemory } from "../memory/guest_memory.ts";
 import {
@@ -52,14 +59,44 @@ export interface DeviceConfig {
   properties?: Record<string, string>;
 }
 
+/** A disk image (`-drive`). */
+export interface DriveConfig {
+  /** The id devices refer to (`drive=`). */
+  id: string;
+  /** Raw image file; omit for an in-memory disk. */
+  file?: string;
+  /** Size of an in-memory disk in bytes (default 64 MiB). */
+  size?: number;
+  /** Writes fail with an ATA error. */
+  readonly?: boolean;
+  /** Image format: only `raw`. */
+  format?: "raw";
+}
+
+/** A packet capture (`-object filter-dump`). */
+export interface CaptureConfig {
+  /** Object id. */
+  id: string;
+  /** The netdev whose frames are captured. */
+  netdev: string;
+  /** pcap file to write. */
+  file: string;
+}
+
 /** A machine configuration. */
 export interface MachineConfig {
   /** Guest RAM in bytes (default 256 MiB). */
   ramSize?: number;
   /** Machine name (`-name`). */
   name?: string;
-  /** Devices, in slot-assignment order. */
+  /** Devices, in slot-assignment order (disks with `type: "ide-hd"` attach to their controller). */
   devices?: DeviceConfig[];
+  /** Disk images. */
+  drives?: DriveConfig[];
+  /** Network backends. */
+  netdevs?: NetdevConfig[];
+  /** Packet captures. */
+  captures?: CaptureConfig[];
   /** How long a register access may wait for a device before it counts as hung (ms, default 10000). */
   accessTimeoutMs?: number;
   /** Put the virtual clock under qtest control (default false). */
@@ -176,6 +213,7 @@ interface MachineDevice {
   readonly regionIds: number[];
   readonly irqSources: number[];
   readonly irqLines: number[];
+  readonly properties: Readonly<Record<string, string>>;
   link?: WorkerLink;
 }
 
@@ -265,10 +303,14 @@ export class Machine {
     this.addressMap.onChange(() => publishRoutes(machineWords, this.addressMap.regions));
     this.pci = new PciBus();
     this.#addChipsetRegions();
+    const attached: DeviceConfig[] = [];
     for (const device of config.devices ?? []) {
       if (device.type === "amd-iommu") this.#addIommu(device);
+      else if (device.type in ATTACHED_DEVICES) attached.push(device);
       else this.#addDevice(device);
     }
+    for (const disk of attached) this.#attachDisk(disk);
+    this.#checkNetConfig();
     if (this.#iommu) {
       for (const device of this.#devices) this.#linkToIommu(device, this.#iommu);
     }
@@ -451,9 +493,138 @@ export class Machine {
       regionIds,
       irqSources,
       irqLines,
+      properties: config.properties ?? {},
     };
     fn.onWrite(() => this.#syncFunction(device));
     this.#devices.push(device);
+  }
+
+  #attachDisk(config: DeviceConfig): void {
+    const props = config.properties ?? {};
+    for (const key of Object.keys(props)) {
+      if (!ATTACHED_DEVICES[config.type]!.includes(key)) {
+        throw new Error(`Device '${config.type}' has no property '${key}'`);
+      }
+    }
+    const driveId = props["drive"];
+    if (!driveId) throw new Error(`Device '${config.type}' needs a drive= property`);
+    const drive = (this.#config.drives ?? []).find((d) => d.id === driveId);
+    if (!drive) throw new Error(`Device '${config.type}': no drive with id '${driveId}'`);
+    if ((drive.format ?? "raw") !== "raw") {
+      throw new Error(`Drive '${drive.id}': only format=raw is supported`);
+    }
+    const bus = props["bus"];
+    const controllers = this.#devices.filter((d) => deviceType(d.descriptor.type)?.diskBuses);
+    let controller = controllers[0];
+    let busIndex = 0;
+    if (bus !== undefined) {
+      const m = /^(.+)\.(\d+)$/.exec(bus);
+      controller = m ? controllers.find((d) => d.id === m[1]) : undefined;
+      busIndex = m ? Number(m[2]) : -1;
+      if (!controller) throw new Error(`Device '${config.type}': no disk controller bus '${bus}'`);
+    }
+    if (!controller) {
+      throw new Error(`Device '${config.type}' needs a disk controller (e.g. -device piix3-ide)`);
+    }
+    const buses = deviceType(controller.descriptor.type)!.diskBuses!;
+    if (!(busIndex >= 0 && busIndex < buses)) {
+      throw new Error(
+        `Device '${config.type}': bus '${bus}' does not exist (${controller.id} has ${buses})`,
+      );
+    }
+    const unit = props["unit"] === undefined ? 0 : Number(props["unit"]);
+    if (unit !== 0 && unit !== 1) throw new Error(`Device '${config.type}': unit must be 0 or 1`);
+    const taken = this.#disks.find((d) =>
+      d.controller === controller && d.bus === busIndex && d.unit === unit
+    );
+    if (taken) {
+      throw new Error(
+        `Device '${config.type}': ${controller.id}.${busIndex} unit ${unit} is already in use`,
+      );
+    }
+    if (this.#disks.some((d) => d.drive === drive.id)) {
+      throw new Error(`Drive '${drive.id}' is attached twice`);
+    }
+    const { drive: _drive, bus: _bus, unit: _unit, ...rest } = props;
+    const disk: DiskAttachment = {
+      kind: "disk",
+      drive: drive.id,
+      ...(drive.file !== undefined
+        ? { file: drive.file }
+        : { size: drive.size ?? 64 * 1024 * 1024 }),
+      readonly: drive.readonly ?? false,
+      bus: busIndex,
+      unit,
+      properties: rest,
+    };
+    this.#disks.push({ controller, bus: busIndex, unit, drive: drive.id });
+    controller.host.attachDisk(disk);
+  }
+
+  #disks: Array<{ controller: MachineDevice; bus: number; unit: number; drive: string }> = [];
+
+  #checkNetConfig(): void {
+    const ids = new Set<string>();
+    for (const n of this.#config.netdevs ?? []) {
+      if (ids.has(n.id)) throw new Error(`Duplicate netdev id '${n.id}'`);
+      if (!netdevFactory(n.type)) {
+        throw new Error(
+          `Unknown netdev type '${n.type}' (available: ${netdevTypes().join(", ") || "none"})`,
+        );
+      }
+      ids.add(n.id);
+    }
+    for (const c of this.#config.captures ?? []) {
+      if (!ids.has(c.netdev)) throw new Error(`Capture '${c.id}': no netdev with id '${c.netdev}'`);
+    }
+    for (const device of this.#devices) {
+      if (!deviceType(device.descriptor.type)?.nic) continue;
+      const netdev = device.properties["netdev"];
+      if (netdev === undefined) continue; // a NIC with no peer: its frames go nowhere, as in QEMU
+      if (!ids.has(netdev)) throw new Error(`Device '${device.id}': no netdev with id '${netdev}'`);
+      if (this.#ports.some((p) => p.netdev === netdev)) {
+        // QEMU allows one NIC per netdev (use a hub for more).
+        throw new Error(`Netdev '${netdev}' is already used by another NIC`);
+      }
+      const tx = new SharedArrayBuffer(frameRingBytes());
+      const rx = new SharedArrayBuffer(frameRingBytes());
+      device.host.setNet({ tx, rx });
+      const host = device.host;
+      const port = new RingNetPort(device.id, {
+        tx,
+        rx,
+        wakeDevice: () => {
+          const worker = host.worker;
+          if (worker) ringDoorbell(host.words, worker);
+        },
+      });
+      this.#ports.push({ port, netdev });
+      this.#hub.addTask({ step: () => port.pump(), hasWork: () => port.hasWork });
+    }
+  }
+
+  #ports: Array<{ port: RingNetPort; netdev: string }> = [];
+  #netdevs: Netdev[] = [];
+  #captures: PcapWriter[] = [];
+
+  async #startNetwork(): Promise<void> {
+    for (const config of this.#config.netdevs ?? []) {
+      this.#netdevs.push(await netdevFactory(config.type)!(config));
+    }
+    for (const c of this.#config.captures ?? []) {
+      const netdev = this.#netdevs.find((n) => n.id === c.netdev)!;
+      const pcap = await PcapWriter.create(c.file);
+      this.#captures.push(pcap);
+      netdev.addTap((frame) => pcap.write(frame));
+    }
+    for (const { port, netdev } of this.#ports) {
+      this.#netdevs.find((n) => n.id === netdev)!.connect(port);
+    }
+  }
+
+  /** The network backends (after start). */
+  get netdevs(): readonly Netdev[] {
+    return this.#netdevs;
   }
 
   #addIommu(config: DeviceConfig): void {
@@ -597,6 +768,7 @@ export class Machine {
     if (this.#started) return;
     this.#started = true;
     await Promise.all(this.#devices.map((d) => d.host.start()));
+    await this.#startNetwork();
     if (this.#traceReaders.length > 0) {
       const trace = this.#config.dmaTrace;
       const interval = typeof trace === "object" ? trace.intervalMs ?? 5 : 5;
@@ -664,6 +836,8 @@ export class Machine {
     this.#agents.clear();
     await Promise.all(this.#devices.map((d) => d.host.close()));
     for (const device of this.#devices) device.link?.close();
+    await Promise.allSettled(this.#netdevs.map((n) => n.close()));
+    await Promise.allSettled(this.#captures.map((c) => c.close()));
     this.#hub.close();
   }
 

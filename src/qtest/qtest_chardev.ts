@@ -6,7 +6,17 @@
  * @module
  */
 
-/** A parsed qtest character device. */
+/**
+ * A parsed qtest character device.
+ *
+ * @example
+ * ```ts
+ * import { parseChardev, type QtestChardev } from "./qtest_chardev.ts";
+ * import { equal } from "node:assert/strict";
+ * const chardev: QtestChardev = parseChardev("unix:/tmp/qtest.sock,server=on");
+ * equal(chardev.kind === "unix" && chardev.server, true);
+ * ```
+ */
 export type QtestChardev =
   | {
     /** The process's standard input and output. */
@@ -35,7 +45,17 @@ export type QtestChardev =
     readonly wait: boolean;
   };
 
-/** Options for {@linkcode parseChardev}. */
+/**
+ * Options for {@linkcode parseChardev}.
+ *
+ * @example
+ * ```ts
+ * import { type ParseChardevOptions, parseChardev } from "./qtest_chardev.ts";
+ * import { equal } from "node:assert/strict";
+ * const options: ParseChardevOptions = { allowRemoteHosts: true };
+ * equal(parseChardev("tcp:0.0.0.0:4444,server=on", options).kind, "tcp");
+ * ```
+ */
 export interface ParseChardevOptions {
   /**
    * Accept TCP hosts other than 127.0.0.1, localhost and ::1 (default

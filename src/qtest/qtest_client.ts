@@ -14,7 +14,22 @@ import {
 } from "./qtest_connection.ts";
 import { encodeText, LineReader } from "./qtest_lines.ts";
 
-/** Options for {@linkcode QtestClient}. */
+/**
+ * Options for {@linkcode QtestClient}.
+ *
+ * @example
+ * ```ts
+ * import { QtestClient, type QtestClientOptions } from "./qtest_client.ts";
+ * import { equal } from "node:assert/strict";
+ * // A server that never answers.
+ * const toServer = new TransformStream<Uint8Array, Uint8Array>();
+ * const options: QtestClientOptions = { timeoutMs: 10, onLine: (line) => console.log(line) };
+ * const client = new QtestClient({ readable: new ReadableStream(), writable: toServer.writable }, options);
+ * const error = await client.command("readl 0").catch((e: Error) => e.message);
+ * equal(error, "No reply to qtest command 'readl 0': No qtest reply to 'readl 0' within 10 ms");
+ * await client.close();
+ * ```
+ */
 export interface QtestClientOptions {
   /**
    * How long a command may wait for its reply (ms). After a timeout the
@@ -28,13 +43,40 @@ export interface QtestClientOptions {
   maxLineLength?: number;
 }
 
-/** Options for {@linkcode QtestClient.connect}. */
+/**
+ * Options for {@linkcode QtestClient.connect}.
+ *
+ * @example
+ * ```ts
+ * import { QtestClient, type QtestConnectOptions } from "./qtest_client.ts";
+ * import { rejects } from "node:assert/strict";
+ * const options: QtestConnectOptions = { timeoutMs: 1000 }; // loopback hosts only
+ * await rejects(QtestClient.connect("tcp:192.0.2.1:4444", options), /not a loopback address/);
+ * ```
+ */
 export interface QtestConnectOptions extends QtestClientOptions {
   /** Allow TCP hosts other than loopback ones (default false). */
   allowRemoteHosts?: boolean;
 }
 
-/** Options for {@linkcode QtestClient.waitIrq}. */
+/**
+ * Options for {@linkcode QtestClient.waitIrq}.
+ *
+ * @example
+ * ```ts
+ * import { QtestClient, type WaitIrqOptions } from "./qtest_client.ts";
+ * import { equal } from "node:assert/strict";
+ * const fromServer = new TransformStream<Uint8Array, Uint8Array>();
+ * const client = new QtestClient({ readable: fromServer.readable, writable: new WritableStream() });
+ * const options: WaitIrqOptions = { level: true, timeoutMs: 5000 };
+ * const raised = client.waitIrq(20, options);
+ * const writer = fromServer.writable.getWriter();
+ * await writer.write(new TextEncoder().encode("IRQ raise 20\n"));
+ * equal(await raised, true);
+ * await writer.close();
+ * await client.close();
+ * ```
+ */
 export interface WaitIrqOptions {
   /** The level to wait for (default true: raised). */
   level?: boolean;
@@ -226,16 +268,23 @@ export class QtestClient implements AsyncDisposable {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    try {
-      // After a failure a write may be stuck behind a peer that stopped reading.
-      if (this.#failure) await this.#writer.abort();
-      else await this.#writer.close();
-    } catch {
-      // The peer is already gone.
+    if (this.#failure) {
+      // A write may be stuck behind a peer that stopped reading: do not wait for it.
+      this.#writer.abort().catch(() => {});
+    } else {
+      try {
+        await this.#writer.close();
+      } catch {
+        // The peer is already gone.
+      }
     }
     await this.#lines.cancel();
     await this.#reading;
-    this.#connection.close?.();
+    try {
+      this.#connection.close?.();
+    } catch {
+      // Already closed (a Deno socket closes itself when its streams end).
+    }
   }
 
   /** Closes the client (for `await using`). */

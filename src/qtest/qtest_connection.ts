@@ -5,7 +5,22 @@
  * @module
  */
 
-/** A bidirectional byte stream: a socket, a process's stdio, a pair of pipes. */
+/**
+ * A bidirectional byte stream: a socket, a process's stdio, a pair of pipes.
+ *
+ * @example
+ * ```ts
+ * import type { QtestConnection } from "./qtest_connection.ts";
+ * import { equal } from "node:assert/strict";
+ * // An in-memory loop: what is written comes back.
+ * const loop = new TransformStream<Uint8Array, Uint8Array>();
+ * const connection: QtestConnection = { readable: loop.readable, writable: loop.writable };
+ * const writer = connection.writable.getWriter();
+ * void writer.write(new Uint8Array([1]));
+ * const reader = connection.readable.getReader();
+ * equal((await reader.read()).value?.[0], 1);
+ * ```
+ */
 export interface QtestConnection {
   /** Bytes from the peer. */
   readonly readable: ReadableStream<Uint8Array>;
@@ -13,7 +28,28 @@ export interface QtestConnection {
   readonly writable: WritableStream<Uint8Array>;
 }
 
-/** A {@linkcode QtestConnection} that owns a resource. */
+/**
+ * A {@linkcode QtestConnection} that owns a resource.
+ *
+ * @example
+ * ```ts
+ * import { type ClosableConnection, connectionFromConn } from "./qtest_connection.ts";
+ * import { equal } from "node:assert/strict";
+ * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const accepted = listener.accept();
+ * const client: ClosableConnection = connectionFromConn(
+ *   await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }),
+ * );
+ * const server = connectionFromConn(await accepted);
+ * listener.close();
+ * await client.closeWrite();
+ * const reader = server.readable.getReader();
+ * equal((await reader.read()).done, true); // the peer's end of output
+ * reader.releaseLock();
+ * server.close();
+ * client.close();
+ * ```
+ */
 export interface ClosableConnection extends QtestConnection {
   /** Signals end of output to the peer while still reading its answers. */
   closeWrite(): Promise<void>;

@@ -5,7 +5,18 @@
  * @module
  */
 
-/** One line read by {@linkcode LineReader}. */
+/**
+ * One line read by {@linkcode LineReader}.
+ *
+ * @example
+ * ```ts
+ * import { LineReader, type QtestLine } from "./qtest_lines.ts";
+ * import { deepEqual } from "node:assert/strict";
+ * const reader = new LineReader(ReadableStream.from([new TextEncoder().encode("inb 0x80\r\n")]));
+ * const line: QtestLine | undefined = await reader.read();
+ * deepEqual(line, { text: "inb 0x80\r", length: 9, tooLong: false, unterminated: false });
+ * ```
+ */
 export interface QtestLine {
   /**
    * The line without its newline, one character per byte (bytes 0x80–0xff
@@ -21,7 +32,20 @@ export interface QtestLine {
   readonly unterminated: boolean;
 }
 
-/** Options for {@linkcode LineReader}. */
+/**
+ * Options for {@linkcode LineReader}.
+ *
+ * @example
+ * ```ts
+ * import { LineReader, type LineReaderOptions } from "./qtest_lines.ts";
+ * import { equal } from "node:assert/strict";
+ * const options: LineReaderOptions = { maxLineLength: 4, keepBytes: 2 };
+ * const reader = new LineReader(ReadableStream.from([new TextEncoder().encode("abcdef\n")]), options);
+ * const line = await reader.read();
+ * equal(line?.tooLong, true);
+ * equal(line?.text, "ab");
+ * ```
+ */
 export interface LineReaderOptions {
   /** Lines longer than this many bytes are discarded and reported as too long (default 256 MiB). */
   maxLineLength?: number;

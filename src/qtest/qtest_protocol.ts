@@ -9,17 +9,27 @@
  * @module
  */
 
-/** The largest SIZE that `read`, `b64read`, `write`, `b64write` and `memset` accept (64 MiB). */
+/**
+ * The largest SIZE that `read`, `b64read`, `write`, `b64write` and `memset` accept (64 MiB).
+ *
+ * @example
+ * ```ts
+ * import { parseRequest, QTEST_MAX_TRANSFER } from "./qtest_protocol.ts";
+ * import { equal } from "node:assert/strict";
+ * equal(parseRequest(`read 0 ${QTEST_MAX_TRANSFER}`).kind, "memread");
+ * equal(parseRequest(`read 0 ${QTEST_MAX_TRANSFER + 1}`).kind, "reply"); // an ERR reply
+ * ```
+ */
 export const QTEST_MAX_TRANSFER: number = 64 * 1024 * 1024;
 
 /** One past the largest address dmaworks represents exactly: ADDR + SIZE must not exceed it. */
-export const QTEST_ADDRESS_LIMIT: number = 2 ** 53;
+const QTEST_ADDRESS_LIMIT = 2 ** 53;
 
 /** The largest I/O port. */
-export const QTEST_MAX_PORT = 0xffff;
+const QTEST_MAX_PORT = 0xffff;
 
 /** Quoted input echoed in replies and the log is cut after this many characters. */
-export const QTEST_ECHO_LIMIT = 200;
+const QTEST_ECHO_LIMIT = 200;
 
 const UINT64_MAX = (1n << 64n) - 1n;
 const INT64_MAX = (1n << 63n) - 1n;
@@ -140,7 +150,7 @@ export function parseInt64(text: string): bigint | undefined {
  * `limit` characters is cut with a note of its full length.
  *
  * @param text The text (bytes decoded one character per byte).
- * @param limit The most characters to keep (default {@linkcode QTEST_ECHO_LIMIT}).
+ * @param limit The most characters to keep (default 200).
  * @returns The escaped text.
  *
  * @example
@@ -380,22 +390,38 @@ export function formatLogTime(seconds: number): string {
   return Math.max(0, seconds).toFixed(6);
 }
 
-/** Access widths of `in*` and `out*`. */
-export type QtestPortSize = 1 | 2 | 4;
-/** Access widths of `read*` and `write*`. */
-export type QtestMemorySize = 1 | 2 | 4 | 8;
+type PortSize = 1 | 2 | 4;
+type MemorySize = 1 | 2 | 4 | 8;
 
 /**
  * A parsed qtest request. Requests the protocol layer answers by itself
  * (malformed input, unknown commands, `endianness`, `module_load`) come back
  * as `{ kind: "reply" }`.
+ *
+ * @example
+ * ```ts
+ * import { parseRequest, type QtestRequest } from "./qtest_protocol.ts";
+ * import { equal } from "node:assert/strict";
+ * function describe(request: QtestRequest): string {
+ *   switch (request.kind) {
+ *     case "read":
+ *       return `read ${request.size} bytes at ${request.address}`;
+ *     case "reply":
+ *       return `answer ${request.reply}`;
+ *     default:
+ *       return request.kind;
+ *   }
+ * }
+ * equal(describe(parseRequest("readw 0x10")), "read 2 bytes at 16");
+ * equal(describe(parseRequest("endianness")), "answer OK little");
+ * ```
  */
 export type QtestRequest =
   | {
     /** `outb`, `outw`, `outl`. */
     readonly kind: "out";
     /** Access width in bytes. */
-    readonly size: QtestPortSize;
+    readonly size: 1 | 2 | 4;
     /** I/O port, at most 0xffff. */
     readonly port: number;
     /** The value, already truncated to the access width. */
@@ -405,7 +431,7 @@ export type QtestRequest =
     /** `inb`, `inw`, `inl`. */
     readonly kind: "in";
     /** Access width in bytes. */
-    readonly size: QtestPortSize;
+    readonly size: 1 | 2 | 4;
     /** I/O port, at most 0xffff. */
     readonly port: number;
   }
@@ -413,7 +439,7 @@ export type QtestRequest =
     /** `writeb` … `writeq`. */
     readonly kind: "write";
     /** Access width in bytes. */
-    readonly size: QtestMemorySize;
+    readonly size: 1 | 2 | 4 | 8;
     /** Physical address; `address + size` ≤ 2^53. */
     readonly address: number;
     /** The value, already truncated to the access width. */
@@ -423,7 +449,7 @@ export type QtestRequest =
     /** `readb` … `readq`. */
     readonly kind: "read";
     /** Access width in bytes. */
-    readonly size: QtestMemorySize;
+    readonly size: 1 | 2 | 4 | 8;
     /** Physical address; `address + size` ≤ 2^53. */
     readonly address: number;
   }
@@ -496,7 +522,20 @@ export type QtestRequest =
     readonly reply: string;
   };
 
-/** Options for {@linkcode parseRequest}. */
+/**
+ * Options for {@linkcode parseRequest}.
+ *
+ * @example
+ * ```ts
+ * import { type ParseRequestOptions, parseRequest } from "./qtest_protocol.ts";
+ * import { deepEqual } from "node:assert/strict";
+ * const options: ParseRequestOptions = { maxTransfer: 16 };
+ * deepEqual(parseRequest("b64read 0 17", options), {
+ *   kind: "reply",
+ *   reply: "ERR SIZE '17' is too large: the limit is 0x10 bytes",
+ * });
+ * ```
+ */
 export interface ParseRequestOptions {
   /** Largest SIZE of `read`, `b64read`, `write` and `b64write` (default {@linkcode QTEST_MAX_TRANSFER}). */
   maxTransfer?: number;
@@ -623,7 +662,7 @@ function hexData(text: string, length: number): Uint8Array {
   return data;
 }
 
-function memSize(kind: string): QtestMemorySize | undefined {
+function memSize(kind: string): MemorySize | undefined {
   switch (kind) {
     case "b":
       return 1;
@@ -644,7 +683,7 @@ function parseWords(words: readonly string[], maxTransfer: number): QtestRequest
     case "outw":
     case "outl": {
       arity(words, 2);
-      const size = memSize(command[3]!) as QtestPortSize;
+      const size = memSize(command[3]!) as PortSize;
       const p = port(words[1]!);
       const value = BigInt.asUintN(8 * size, uint64(words[2]!, "VALUE"));
       return { kind: "out", size, port: p, value };
@@ -653,7 +692,7 @@ function parseWords(words: readonly string[], maxTransfer: number): QtestRequest
     case "inw":
     case "inl": {
       arity(words, 1);
-      return { kind: "in", size: memSize(command[2]!) as QtestPortSize, port: port(words[1]!) };
+      return { kind: "in", size: memSize(command[2]!) as PortSize, port: port(words[1]!) };
     }
     case "writeb":
     case "writew":

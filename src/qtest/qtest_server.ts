@@ -27,7 +27,17 @@ import {
   splitWords,
 } from "./qtest_protocol.ts";
 
-/** A machine event as the qtest server reads it (interrupt changes; others are ignored). */
+/**
+ * A machine event as the qtest server reads it (interrupt changes; others are ignored).
+ *
+ * @example
+ * ```ts
+ * import type { QtestMachineEvent } from "./qtest_server.ts";
+ * import { equal } from "node:assert/strict";
+ * const event: QtestMachineEvent = { type: "irq", line: 20, level: true };
+ * equal(event.type === "irq" && event.level, true);
+ * ```
+ */
 export interface QtestMachineEvent {
   /** Event type; the server acts on `irq`. */
   readonly type: string;
@@ -40,6 +50,17 @@ export interface QtestMachineEvent {
 /**
  * What the qtest server needs of a machine. dmaworks' `Machine` provides it;
  * so can a test double.
+ *
+ * @example
+ * ```ts
+ * import { Machine } from "../machine/machine.ts";
+ * import type { QtestMachine } from "./qtest_server.ts";
+ * import { equal } from "node:assert/strict";
+ * await using machine = await Machine.create({});
+ * const target: QtestMachine = machine;
+ * await target.write(0x1000, 4, 0xabcdn);
+ * equal(await target.read(0x1000, 4), 0xabcdn);
+ * ```
  */
 export interface QtestMachine {
   /**
@@ -143,10 +164,46 @@ export interface QtestMachine {
  * Where the qtest log goes: a file path (truncated, like QEMU's
  * `-qtest-log FILE`), `"none"` or `"/dev/null"` for no log, or a function
  * that receives each log line (without its newline).
+ *
+ * @example
+ * ```ts
+ * import { Machine } from "../machine/machine.ts";
+ * import { QtestServer, type QtestLogTarget } from "./qtest_server.ts";
+ * import { match } from "node:assert/strict";
+ * const lines: string[] = [];
+ * const log: QtestLogTarget = (line) => lines.push(line);
+ * await using machine = await Machine.create({});
+ * {
+ *   await using server = new QtestServer(machine, { log });
+ *   await server.serve({
+ *     readable: ReadableStream.from([new TextEncoder().encode("endianness\n")]),
+ *     writable: new WritableStream(),
+ *   });
+ * }
+ * match(lines.join("\n"), /^\[I [0-9.]+\] OPENED\n\[R \+[0-9.]+\] endianness\n\[S \+[0-9.]+\] OK little\n\[I \+[0-9.]+\] CLOSED$/);
+ * ```
  */
 export type QtestLogTarget = string | ((line: string) => void);
 
-/** Options for {@linkcode QtestServer}. */
+/**
+ * Options for {@linkcode QtestServer}.
+ *
+ * @example
+ * ```ts
+ * import { Machine } from "../machine/machine.ts";
+ * import { QtestServer, type QtestServerOptions } from "./qtest_server.ts";
+ * import { equal } from "node:assert/strict";
+ * const options: QtestServerOptions = { log: "none", maxTransfer: 4096 };
+ * await using machine = await Machine.create({});
+ * await using server = new QtestServer(machine, options);
+ * let output = "";
+ * await server.serve({
+ *   readable: ReadableStream.from([new TextEncoder().encode("read 0 4097\n")]),
+ *   writable: new WritableStream({ write: (c) => void (output += new TextDecoder().decode(c)) }),
+ * });
+ * equal(output, "ERR SIZE '4097' is too large: the limit is 0x1000 bytes\n");
+ * ```
+ */
 export interface QtestServerOptions {
   /** The log (default: standard error, as QEMU). */
   log?: QtestLogTarget;
@@ -262,7 +319,13 @@ interface Session {
   readonly writer: WritableStreamDefaultWriter<Uint8Array>;
   readonly lines: LineReader;
   readonly start: number;
+  /** No more requests are read or replies sent. */
   ended: boolean;
+  /** Ended by close(): do not wait for writes the peer may never take. */
+  aborted: boolean;
+  /** Resolves when close() ends the session. */
+  readonly abort: Promise<void>;
+  readonly signalAbort: () => void;
   lastWrite: Promise<void>;
 }
 
@@ -341,11 +404,16 @@ export class QtestServer implements AsyncDisposable {
       writer.releaseLock();
       throw error;
     }
+    let signalAbort!: () => void;
+    const abort = new Promise<void>((resolve) => (signalAbort = resolve));
     const session: Session = {
       writer,
       lines,
       start: performance.now(),
       ended: false,
+      aborted: false,
+      abort,
+      signalAbort,
       lastWrite: Promise.resolve(),
     };
     let finished!: () => void;
@@ -363,13 +431,14 @@ export class QtestServer implements AsyncDisposable {
         }
         if (line === undefined) break;
         this.#send(session, await this.#handle(session, line));
-        await session.lastWrite;
+        // Backpressure: take the next request once the reply is written.
+        await Promise.race([session.lastWrite, session.abort]);
       }
     } finally {
       session.ended = true;
       this.#session = undefined;
       this.#log.line(`[I +${this.#elapsed(session)}] CLOSED`);
-      await session.lastWrite;
+      if (!session.aborted) await session.lastWrite;
       writer.releaseLock();
       lines.releaseLock();
       await this.#log.flush();
@@ -379,13 +448,16 @@ export class QtestServer implements AsyncDisposable {
 
   /**
    * Ends the current session, if any, and closes the log. The server cannot
-   * serve again.
+   * serve again. Replies still queued for a peer that does not read are
+   * abandoned (close the underlying connection to release them).
    */
   async close(): Promise<void> {
     this.#closed = true;
     const session = this.#session;
     if (session) {
       session.ended = true;
+      session.aborted = true;
+      session.signalAbort();
       await session.lines.cancel();
     }
     await this.#serving;
@@ -526,7 +598,19 @@ export class QtestServer implements AsyncDisposable {
   }
 }
 
-/** Options for {@linkcode startQtest}. */
+/**
+ * Options for {@linkcode startQtest}.
+ *
+ * @example
+ * ```ts
+ * import { Machine } from "../machine/machine.ts";
+ * import { startQtest, type StartQtestOptions } from "./qtest_server.ts";
+ * import { rejects } from "node:assert/strict";
+ * await using machine = await Machine.create({});
+ * const options: StartQtestOptions = { log: "none" }; // allowRemoteHosts: false
+ * await rejects(startQtest(machine, "tcp:0.0.0.0:0,server=on", options), /not a loopback address/);
+ * ```
+ */
 export interface StartQtestOptions extends QtestServerOptions {
   /**
    * Allow TCP hosts other than 127.0.0.1, localhost and ::1 (default
@@ -535,7 +619,21 @@ export interface StartQtestOptions extends QtestServerOptions {
   allowRemoteHosts?: boolean;
 }
 
-/** A running qtest transport, as {@linkcode startQtest} returns it. */
+/**
+ * A running qtest transport, as {@linkcode startQtest} returns it.
+ *
+ * @example
+ * ```ts
+ * import { Machine } from "../machine/machine.ts";
+ * import { type QtestHandle, startQtest } from "./qtest_server.ts";
+ * import { equal } from "node:assert/strict";
+ * await using machine = await Machine.create({});
+ * const handle: QtestHandle = await startQtest(machine, "tcp:127.0.0.1:0,server=on", { log: "none" });
+ * await handle.close(); // nobody connected
+ * equal(await handle.connected, false);
+ * await handle.closed;
+ * ```
+ */
 export interface QtestHandle extends AsyncDisposable {
   /** The transport; for `tcp:…:0,server=on`, with the port actually bound. */
   readonly chardev: QtestChardev;
@@ -549,18 +647,27 @@ export interface QtestHandle extends AsyncDisposable {
   close(): Promise<void>;
 }
 
+function closeConnection(connection: { close?(): void }): void {
+  try {
+    connection.close?.();
+  } catch {
+    // Already closed.
+  }
+}
+
 class Handle implements QtestHandle {
   readonly chardev: QtestChardev;
   readonly server: QtestServer;
   readonly connected: Promise<boolean>;
   readonly closed: Promise<void>;
-  #stop: () => void;
+  #stop: () => Promise<void>;
+  #connection: (QtestConnection & { close?(): void }) | undefined;
 
   constructor(
     chardev: QtestChardev,
     server: QtestServer,
     accept: Promise<QtestConnection & { close?(): void }>,
-    stop: () => void,
+    stop: () => Promise<void>,
   ) {
     this.chardev = chardev;
     this.server = server;
@@ -573,24 +680,28 @@ class Handle implements QtestHandle {
         connection = await accept;
       } catch {
         connected(false);
+        await stop();
         await server.close();
         return;
       }
-      stop(); // One connection only: stop listening.
+      await stop(); // One connection only: stop listening.
+      this.#connection = connection;
       connected(true);
       try {
         await server.serve(connection);
       } catch {
         // Closed before the session started.
       } finally {
-        connection.close?.();
+        closeConnection(connection);
         await server.close();
       }
     })();
   }
 
   async close(): Promise<void> {
-    this.#stop();
+    await this.#stop();
+    // Closing the socket first releases reads and writes a peer left hanging.
+    if (this.#connection) closeConnection(this.#connection);
     await this.server.close();
     await this.closed;
   }
@@ -620,16 +731,22 @@ function listenerHandle(
   server: QtestServer,
   listener: Deno.Listener,
 ): Handle {
-  let listening = true;
-  const stop = () => {
-    if (!listening) return;
-    listening = false;
-    try {
-      listener.close();
-    } catch {
-      // Already closed.
-    }
-  };
+  let stopped: Promise<void> | undefined;
+  const stop = () =>
+    stopped ??= (async () => {
+      try {
+        listener.close();
+      } catch {
+        // Already closed.
+      }
+      if (chardev.kind !== "unix") return;
+      // Deno unlinks the socket when the listener closes; make sure of it.
+      try {
+        if ((await Deno.lstat(chardev.path)).isSocket) await Deno.remove(chardev.path);
+      } catch {
+        // Gone already.
+      }
+    })();
   return new Handle(chardev, server, listener.accept().then(connectionFromConn), stop);
 }
 
@@ -684,7 +801,7 @@ export async function startQtest(
           parsed,
           server,
           Promise.resolve({ readable: Deno.stdin.readable, writable: Deno.stdout.writable }),
-          () => {},
+          async () => {},
         );
       case "unix": {
         if (!parsed.server) {
@@ -696,7 +813,12 @@ export async function startQtest(
               `Cannot connect to qtest socket '${parsed.path}': ${(error as Error).message}`,
             );
           }
-          return new Handle(parsed, server, Promise.resolve(connectionFromConn(conn)), () => {});
+          return new Handle(
+            parsed,
+            server,
+            Promise.resolve(connectionFromConn(conn)),
+            async () => {},
+          );
         }
         await removeStaleSocket(parsed.path);
         let listener: Deno.Listener;
@@ -718,7 +840,12 @@ export async function startQtest(
           } catch (error) {
             throw new Error(`Cannot connect to qtest at ${where}: ${(error as Error).message}`);
           }
-          return new Handle(parsed, server, Promise.resolve(connectionFromConn(conn)), () => {});
+          return new Handle(
+            parsed,
+            server,
+            Promise.resolve(connectionFromConn(conn)),
+            async () => {},
+          );
         }
         let listener: Deno.TcpListener;
         try {

@@ -1,9 +1,11 @@
 /**
  * dmaworks: a Deno-native, multithreaded emulator of a machine's DMA path.
  *
- * Guest RAM lives in one SharedArrayBuffer; each DMA-capable device runs in its
- * own Worker; the main isolate owns the address map, PCI, interrupts and (with
- * the IOMMU) translation, and never blocks.
+ * Guest RAM lives in one SharedArrayBuffer; an AMD-Vi IOMMU runs on the main
+ * isolate; each DMA-capable device runs in its own Worker, translating
+ * through an IOTLB snapshot the IOMMU publishes in shared memory. The main
+ * isolate owns the address map, PCI, interrupts and the IOMMU, and never
+ * blocks.
  *
  * @example Start a machine with an edu device and talk to it
  * ```ts
@@ -20,19 +22,62 @@
  * @module
  */
 
+// Machines, configuration and guests
+export * from "./src/machine/machine.ts";
+export * from "./src/machine/virtual_clock.ts";
+export * from "./src/guest/guest.ts";
+export * from "./src/shared/irq_lines.ts";
+
+// Guest memory and the address map
 export * from "./src/memory/guest_memory.ts";
 export * from "./src/memory/address_map.ts";
+
+// The DMA API
 export * from "./src/dma/mmu.ts";
 export * from "./src/dma/dma_result.ts";
 export * from "./src/dma/sg_list.ts";
 export * from "./src/dma/dma_context.ts";
+export * from "./src/dma/dma_trace.ts";
+
+// PCI
 export * from "./src/pci/pci_function.ts";
 export * from "./src/pci/pci_bus.ts";
+
+// Devices
 export * from "./src/devices/device_model.ts";
 export * from "./src/devices/edu.ts";
 export * from "./src/devices/registry.ts";
-export * from "./src/guest/guest.ts";
-export * from "./src/shared/irq_lines.ts";
-export * from "./src/machine/machine.ts";
-export * from "./src/machine/virtual_clock.ts";
+
+// The AMD-Vi IOMMU
+export * from "./src/iommu/amd_vi.ts";
+export * from "./src/iommu/amd_vi_registers.ts";
+export * from "./src/iommu/device_table.ts";
+export * from "./src/iommu/page_walk.ts";
+export * from "./src/iommu/commands.ts";
+export * from "./src/iommu/events.ts";
+export * from "./src/iommu/iotlb_snapshot.ts";
+export * from "./src/iommu/snapshot_mmu.ts";
+export * from "./src/iommu/worker_link.ts";
+
+// Networking
+export * from "./src/net/netdev.ts";
+export * from "./src/net/pcap_writer.ts";
+
+// Guest drivers and workloads
+export * from "./src/guest/pci.ts";
+export * from "./src/guest/edu_driver.ts";
+export * from "./src/guest/amd_vi_driver.ts";
+export * from "./src/stress/use_after_invalidate.ts";
+
+// qtest
+export * from "./src/qtest/qtest_server.ts";
+export * from "./src/qtest/qtest_client.ts";
+export * from "./src/qtest/qtest_chardev.ts";
+export * from "./src/qtest/qtest_connection.ts";
+
+// Shared-memory building blocks device hosts use
+export type { WakeTarget } from "./src/shared/doorbell.ts";
+
+// Helpers
 export * from "./src/util/address.ts";
+export * from "./src/util/random.ts";

@@ -27,6 +27,7 @@ import {
   type MachineConfig,
 } from "../machine/machine.ts";
 import type { NetdevConfig } from "../net/netdev.ts";
+import { startQtest } from "../qtest/qtest_server.ts";
 import {
   type CommandLine,
   CommandLineError,
@@ -395,8 +396,19 @@ export async function main(args: readonly string[], io: CliIo = PROCESS_IO): Pro
       }
     });
     if (cl.qtest !== undefined) {
-      io.stderr(`dmaworks: -qtest is not available yet in this build\n`);
-      return 1;
+      let handle;
+      try {
+        handle = await startQtest(
+          machine,
+          cl.qtest,
+          cl.qtestLog === undefined ? {} : { log: cl.qtestLog },
+        );
+      } catch (error) {
+        io.stderr(`dmaworks: ${(error as Error).message}\n`);
+        return 1;
+      }
+      await handle.closed;
+      return 0;
     }
     if (cl.paused) {
       io.stderr("dmaworks: machine created and paused (-S); press Ctrl-C to quit\n");

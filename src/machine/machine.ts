@@ -349,9 +349,14 @@ export class Machine {
    * Listens to machine events (logs, device failures, interrupt changes).
    *
    * @param listener Called for each event.
+   * @returns A function that removes the listener.
    */
-  onEvent(listener: (event: MachineEvent) => void): void {
+  onEvent(listener: (event: MachineEvent) => void): () => void {
     this.#listeners.push(listener);
+    return () => {
+      const i = this.#listeners.indexOf(listener);
+      if (i >= 0) this.#listeners.splice(i, 1);
+    };
   }
 
   #emit(event: MachineEvent): void {
@@ -1042,12 +1047,31 @@ export class Machine {
         done += ram;
         continue;
       }
+      const hole = this.#unassignedRun(a, length - done);
+      if (hole > 0) {
+        out.fill(0xff, done, done + hole); // nothing decodes it: master aborts read all-ones
+        done += hole;
+        continue;
+      }
       const size = this.#chunk(a, length - done);
       const v = await this.#access("mmio", a, size);
       for (let i = 0; i < size; i++) out[done + i] = Number((v >> BigInt(8 * i)) & 0xffn);
       done += size;
     }
     return out;
+  }
+
+  /** Bytes from `address` (at most `max`) that neither RAM nor any MMIO region decodes. */
+  #unassignedRun(address: number, max: number): number {
+    let end = address + max;
+    const ram = this.memory.blocks.find((b) => b.base > address);
+    if (ram && ram.base < end) end = ram.base;
+    for (const r of this.addressMap.regions) {
+      if (!r.mapped || r.space !== "mmio") continue;
+      if (r.base <= address && address < r.base + r.size) return 0;
+      if (r.base > address && r.base < end) end = r.base;
+    }
+    return end - address;
   }
 
   /**
@@ -1065,6 +1089,11 @@ export class Machine {
       if (ram > 0) {
         this.memory.write(a, data.subarray(done, done + ram));
         done += ram;
+        continue;
+      }
+      const hole = this.#unassignedRun(a, data.length - done);
+      if (hole > 0) {
+        done += hole; // writes to nothing are dropped
         continue;
       }
       const size = this.#chunk(a, data.length - done);
@@ -1091,6 +1120,11 @@ export class Machine {
       if (ram > 0) {
         this.memory.fill(a, ram, value);
         done += ram;
+        continue;
+      }
+      const hole = this.#unassignedRun(a, length - done);
+      if (hole > 0) {
+        done += hole; // writes to nothing are dropped
         continue;
       }
       const size = this.#chunk(a, length - done);

@@ -64,11 +64,11 @@ export interface QtestConnectOptions extends QtestClientOptions {
  *
  * @example
  * ```ts
- * import { QtestClient, type WaitIrqOptions } from "./qtest_client.ts";
+ * import { QtestClient, type QtestWaitIrqOptions } from "./qtest_client.ts";
  * import { equal } from "node:assert/strict";
  * const fromServer = new TransformStream<Uint8Array, Uint8Array>();
  * const client = new QtestClient({ readable: fromServer.readable, writable: new WritableStream() });
- * const options: WaitIrqOptions = { level: true, timeoutMs: 5000 };
+ * const options: QtestWaitIrqOptions = { level: true, timeoutMs: 5000 };
  * const raised = client.waitIrq(20, options);
  * const writer = fromServer.writable.getWriter();
  * await writer.write(new TextEncoder().encode("IRQ raise 20\n"));
@@ -77,7 +77,7 @@ export interface QtestConnectOptions extends QtestClientOptions {
  * await client.close();
  * ```
  */
-export interface WaitIrqOptions {
+export interface QtestWaitIrqOptions {
   /** The level to wait for (default true: raised). */
   level?: boolean;
   /** Give up after this long (ms, default 5000). */
@@ -99,6 +99,10 @@ interface IrqWaiter {
 }
 
 const IRQ_LINE = /^IRQ (raise|lower) (\d+)$/;
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
 
 /**
  * A qtest client over any byte-stream pair: a socket, or a spawned
@@ -183,7 +187,7 @@ export class QtestClient implements AsyncDisposable {
         ? await Deno.connect({ transport: "unix", path: parsed.path })
         : await Deno.connect({ hostname: parsed.hostname, port: parsed.port });
     } catch (error) {
-      throw new Error(`Cannot connect to qtest at '${chardev}': ${(error as Error).message}`);
+      throw new Error(`Cannot connect to qtest at '${chardev}': ${messageOf(error)}`);
     }
     const connection: ClosableConnection = connectionFromConn(conn);
     return new QtestClient(connection, options);
@@ -220,7 +224,7 @@ export class QtestClient implements AsyncDisposable {
       this.#pending.push(pending);
       this.#writer.write(encodeText(`${line}\n`)).catch((error) => {
         this.#fail(
-          new Error(`Cannot send qtest command '${line}': ${(error as Error).message}`),
+          new Error(`Cannot send qtest command '${line}': ${messageOf(error)}`),
           true,
         );
       });
@@ -246,7 +250,7 @@ export class QtestClient implements AsyncDisposable {
    * @param options The level and a time limit.
    * @returns Whether the level was reached (false on timeout or when the connection ends).
    */
-  waitIrq(line: number, options: WaitIrqOptions = {}): Promise<boolean> {
+  waitIrq(line: number, options: QtestWaitIrqOptions = {}): Promise<boolean> {
     const level = options.level ?? true;
     if (this.irqLevel(line) === level) return Promise.resolve(true);
     if (this.#closed || this.#failure) return Promise.resolve(false);
@@ -308,7 +312,7 @@ export class QtestClient implements AsyncDisposable {
       }
     } catch (error) {
       if (!this.#closed) {
-        this.#fail(new Error(`Qtest connection failed: ${(error as Error).message}`));
+        this.#fail(new Error(`Qtest connection failed: ${messageOf(error)}`));
       }
     }
     this.#fail(new Error("The qtest connection closed"));

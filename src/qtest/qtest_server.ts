@@ -157,7 +157,7 @@ export interface QtestMachine {
    *
    * @param listener Called for each event, synchronously as it happens.
    */
-  onEvent(listener: (event: QtestMachineEvent) => void): void;
+  onEvent(listener: (event: QtestMachineEvent) => void): (() => void) | void;
 }
 
 /**
@@ -217,6 +217,10 @@ export interface QtestServerOptions {
 }
 
 const INT64_MAX = (1n << 63n) - 1n;
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
 const IOAPIC_PINS = 24;
 const encoder = new TextEncoder();
 
@@ -262,7 +266,7 @@ class QtestLog {
       try {
         this.#file = Deno.openSync(target, { write: true, create: true, truncate: true });
       } catch (error) {
-        throw new Error(`Cannot open the qtest log '${target}': ${(error as Error).message}`);
+        throw new Error(`Cannot open the qtest log '${target}': ${messageOf(error)}`);
       }
     }
   }
@@ -357,6 +361,7 @@ interface Session {
 export class QtestServer implements AsyncDisposable {
   #machine: QtestMachine;
   #log: QtestLog;
+  #unsubscribe: (() => void) | undefined;
   #maxTransfer: number;
   #maxLine: number;
   #session: Session | undefined;
@@ -377,7 +382,8 @@ export class QtestServer implements AsyncDisposable {
     this.#maxTransfer = options.maxTransfer ?? QTEST_MAX_TRANSFER;
     this.#maxLine = options.maxLineLength ?? 2 * this.#maxTransfer + 4096;
     this.#log = new QtestLog(options.log);
-    machine.onEvent((event) => this.#onEvent(event));
+    const off = machine.onEvent((event) => this.#onEvent(event));
+    this.#unsubscribe = typeof off === "function" ? off : undefined;
   }
 
   /** Whether a connection is being served. */
@@ -388,6 +394,9 @@ export class QtestServer implements AsyncDisposable {
   /**
    * Serves one connection until its input ends (or {@linkcode QtestServer.close}).
    * The streams are locked while serving and released (not closed) afterwards.
+   * For a Deno socket, pass `connectionFromConn(conn)` rather than the socket
+   * itself: `conn.readable` closes the whole socket at the peer's end of
+   * input, so the replies to the last requests could not be written.
    *
    * @param connection The byte streams.
    * @returns A promise that resolves when the session is over and its replies are written.
@@ -453,6 +462,7 @@ export class QtestServer implements AsyncDisposable {
    */
   async close(): Promise<void> {
     this.#closed = true;
+    this.#unsubscribe?.();
     const session = this.#session;
     if (session) {
       session.ended = true;
@@ -717,7 +727,7 @@ async function removeStaleSocket(path: string): Promise<void> {
     info = await Deno.lstat(path);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return;
-    throw new Error(`Cannot listen on qtest socket '${path}': ${(error as Error).message}`);
+    throw new Error(`Cannot listen on qtest socket '${path}': ${messageOf(error)}`);
   }
   if (!info.isSocket) {
     throw new Error(`Cannot listen on qtest socket '${path}': it exists and is not a socket`);
@@ -810,7 +820,7 @@ export async function startQtest(
             conn = await Deno.connect({ transport: "unix", path: parsed.path });
           } catch (error) {
             throw new Error(
-              `Cannot connect to qtest socket '${parsed.path}': ${(error as Error).message}`,
+              `Cannot connect to qtest socket '${parsed.path}': ${messageOf(error)}`,
             );
           }
           return new Handle(
@@ -826,7 +836,7 @@ export async function startQtest(
           listener = Deno.listen({ transport: "unix", path: parsed.path });
         } catch (error) {
           throw new Error(
-            `Cannot listen on qtest socket '${parsed.path}': ${(error as Error).message}`,
+            `Cannot listen on qtest socket '${parsed.path}': ${messageOf(error)}`,
           );
         }
         return listenerHandle(parsed, server, listener);
@@ -838,7 +848,7 @@ export async function startQtest(
           try {
             conn = await Deno.connect({ hostname: parsed.hostname, port: parsed.port });
           } catch (error) {
-            throw new Error(`Cannot connect to qtest at ${where}: ${(error as Error).message}`);
+            throw new Error(`Cannot connect to qtest at ${where}: ${messageOf(error)}`);
           }
           return new Handle(
             parsed,
@@ -851,7 +861,7 @@ export async function startQtest(
         try {
           listener = Deno.listen({ hostname: parsed.hostname, port: parsed.port });
         } catch (error) {
-          throw new Error(`Cannot listen for qtest on ${where}: ${(error as Error).message}`);
+          throw new Error(`Cannot listen for qtest on ${where}: ${messageOf(error)}`);
         }
         return listenerHandle({ ...parsed, port: listener.addr.port }, server, listener);
       }

@@ -381,13 +381,23 @@ export class AtaDisk {
   }
 
   #powerOn(): void {
-    this.#feature = this.#hobFeature = 0;
-    this.#nsector = this.#hobNsector = 0;
-    this.#sector = this.#hobSector = 0;
-    this.#lcyl = this.#hobLcyl = 0;
-    this.#hcyl = this.#hobHcyl = 0;
-    this.#select = DEV_ALWAYS_ON;
+    this.#resetRegisters();
     this.#error = 0;
+  }
+
+  /** The task file after a reset: QEMU's `ide_reset`, then the disk signature. */
+  #resetRegisters(): void {
+    this.#feature = 0;
+    this.#hobFeature = 0;
+    this.#nsector = 0;
+    this.#hobNsector = 0;
+    this.#sector = 0;
+    this.#hobSector = 0;
+    this.#lcyl = 0;
+    this.#hobLcyl = 0;
+    this.#hcyl = 0;
+    this.#hobHcyl = 0;
+    this.#select = DEV_ALWAYS_ON;
     this.#status = AtaStatus.DRDY | AtaStatus.DSC;
     this.#signature();
     this.#stopPio();
@@ -538,15 +548,7 @@ export class AtaDisk {
   completeReset(): void {
     this.#epoch++;
     this.#dmaPhase = false;
-    this.#stopPio();
-    this.#feature = this.#hobFeature = 0;
-    this.#hobNsector =
-      this.#hobSector =
-      this.#hobLcyl =
-      this.#hobHcyl =
-        0;
-    this.#signature();
-    this.#status = AtaStatus.DRDY | AtaStatus.DSC;
+    this.#resetRegisters();
     this.#error = 0x01; // diagnostic code: device 0 passed, device 1 passed or absent
   }
 

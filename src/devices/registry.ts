@@ -6,6 +6,7 @@
 
 import type { DeviceDescriptor, DeviceFactory } from "./device_model.ts";
 import { EDU_DESCRIPTOR, EduDevice } from "./edu.ts";
+import { PIIX3_IDE_DESCRIPTOR, Piix3Ide } from "./piix3_ide.ts";
 
 /** A device type: its static description and how to build its model. */
 export interface DeviceType {
@@ -35,6 +36,12 @@ const TYPES: ReadonlyMap<string, DeviceType> = new Map<string, DeviceType>([
     create: (env, properties) => new EduDevice(env, properties),
     properties: ["dma_mask"],
   }],
+  ["piix3-ide", {
+    descriptor: PIIX3_IDE_DESCRIPTOR,
+    create: (env, properties) => new Piix3Ide(env, properties),
+    properties: [],
+    diskBuses: 2,
+  }],
 ]);
 
 /**
@@ -49,7 +56,7 @@ export const MAIN_ISOLATE_DEVICES: Readonly<Record<string, string>> = {
  * Device types that are named by QEMU's syntax but arrive with later work.
  * Naming one gives a clear "not available yet" error.
  */
-export const PLANNED_DEVICE_TYPES: readonly string[] = ["piix3-ide", "ide-hd", "e1000"];
+export const PLANNED_DEVICE_TYPES: readonly string[] = ["e1000"];
 
 /**
  * Looks up a device type.

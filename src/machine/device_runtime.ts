@@ -69,8 +69,12 @@ export type DeviceControl =
   | { readonly type: "shutdown" }
   /** Fault injection: the device hangs (a synchronous busy loop) for `ms`. */
   | { readonly type: "stall"; readonly ms: number }
-  /** Fault injection: the device throws, as a bug in its model would. */
-  | { readonly type: "crash"; readonly message: string };
+  /**
+   * Fault injection: the device fails as a bug in its model would (caught by
+   * the runtime), or, with `uncaught`, with an exception nothing catches
+   * (the worker's error event).
+   */
+  | { readonly type: "crash"; readonly message: string; readonly uncaught?: boolean };
 
 /**
  * The runtime of one device.
@@ -232,7 +236,13 @@ export class DeviceRuntime {
       const until = performance.now() + message.ms;
       while (performance.now() < until) { /* hung: no requests, no acknowledgements */ }
     } else if (message.type === "crash") {
-      this.#fatal(new Error(message.message));
+      if (message.uncaught) {
+        setTimeout(() => {
+          throw new Error(message.message);
+        }, 0);
+      } else {
+        this.#fatal(new Error(message.message));
+      }
     }
   }
 

@@ -712,14 +712,14 @@ export class Machine {
   injectFault(
     fault:
       | { kind: "stall-device"; device: string; ms: number }
-      | { kind: "crash-device"; device: string }
+      | { kind: "crash-device"; device: string; uncaught?: boolean }
       | { kind: "kill-device"; device: string },
   ): void {
     const device = this.#devices.find((d) => d.id === fault.device);
     if (!device) throw new Error(`Unknown device '${fault.device}'`);
     if (fault.kind === "stall-device") device.host.control({ type: "stall", ms: fault.ms });
     else if (fault.kind === "crash-device") {
-      device.host.control({ type: "crash", message: "Injected crash" });
+      device.host.control({ type: "crash", message: "Injected crash", uncaught: fault.uncaught ?? false });
     } else device.host.fail(`Device ${fault.device} was killed (injected fault)`);
   }
 

@@ -146,16 +146,18 @@ class IdeChannel {
   }
 
   readCommandBlock(offset: number, size: number): number {
-    if (offset === AtaRegister.DATA && size >= 2) {
-      return this.selected.readData(size === 4 ? 4 : 2);
+    if (offset === AtaRegister.DATA) {
+      // A byte read of the data port reads a word and keeps its low byte (as QEMU).
+      const data = this.selected.readData(size === 4 ? 4 : 2);
+      return size === 1 ? data & 0xff : data;
     }
+    if (size === 4) return 0xffff_ffff; // only the data port takes dwords
     let value = 0;
     for (let i = size - 1; i >= 0; i--) value = value * 256 + this.#readByte(offset + i);
     return value >>> 0;
   }
 
   #readByte(reg: number): number {
-    if (reg === AtaRegister.DATA) return 0xff; // byte access to the data port
     if (this.#empty) return 0;
     const drive = this.selected;
     if (reg === AtaRegister.STATUS_COMMAND) {
@@ -167,15 +169,15 @@ class IdeChannel {
   }
 
   writeCommandBlock(offset: number, size: number, value: number): void {
-    if (offset === AtaRegister.DATA && size >= 2) {
-      this.selected.writeData(size === 4 ? 4 : 2, value);
+    if (offset === AtaRegister.DATA) {
+      if (size !== 1) this.selected.writeData(size === 4 ? 4 : 2, value);
       return;
     }
+    if (size === 4) return;
     for (let i = 0; i < size; i++) this.#writeByte(offset + i, (value >>> (8 * i)) & 0xff);
   }
 
   #writeByte(reg: number, byte: number): void {
-    if (reg === AtaRegister.DATA) return;
     const selected = this.selected;
     if (reg === AtaRegister.STATUS_COMMAND) {
       this.#control &= ~IdeControl.HOB;
@@ -321,6 +323,8 @@ function describeFault(where: "prd-table" | "buffer", fault: DmaFault): string {
   return `${where === "prd-table" ? "PRD table" : "buffer"} fault: ${describeDmaFault(fault)}`;
 }
 
+const ALL_ONES = { 1: 0xff, 2: 0xffff, 4: 0xffff_ffff } as const;
+
 /** What a drive slot holds: its storage (or why it has none), its identity. */
 interface DiskSlot {
   backend?: DiskBackend;
@@ -425,6 +429,8 @@ export class Piix3Ide implements DeviceModel {
       case Piix3IdeRegion.CTL1:
         return offset === 0 ? this.#channels[region >> 1]!.readControl() : 0xff;
       case Piix3IdeRegion.BMDMA: {
+        // BMIC and BMIS take byte accesses only; an aligned wider one reads all-ones (as QEMU).
+        if (size > 1 && offset % size === 0 && (offset & 7) < 4) return ALL_ONES[size];
         let value = 0;
         for (let i = size - 1; i >= 0; i--) {
           const at = offset + i;
@@ -434,7 +440,7 @@ export class Piix3Ide implements DeviceModel {
         return value >>> 0;
       }
       default:
-        return size === 1 ? 0xff : size === 2 ? 0xffff : 0xffff_ffff;
+        return ALL_ONES[size];
     }
   }
 
@@ -457,6 +463,7 @@ export class Piix3Ide implements DeviceModel {
         if (offset === 0) this.#channels[region >> 1]!.writeControl(value & 0xff);
         break;
       case Piix3IdeRegion.BMDMA:
+        if (size > 1 && offset % size === 0 && (offset & 7) < 4) break;
         for (let i = 0; i < size; i++) {
           const at = offset + i;
           if (at < 16) {

@@ -70,7 +70,7 @@ Deno.test("piix3-ide: reset values with a disk on the primary master, empty seco
   equal(t.inb(0x3f6), READY);
   deepEqual([1, 2, 3, 4, 5, 6, 7].map((r) => t.inb(0x170 + r)), [0, 0, 0, 0, 0, 0, 0]);
   equal(t.inb(0x376), 0);
-  equal(t.inb(0x1f0), 0xff, "a byte read of the data port");
+  equal(t.inb(0x1f0), 0, "a byte read of the data port (a word read, as QEMU)");
   equal(t.inw(0x1f0), 0, "no data phase");
   equal(t.inl(0x1f0), 0);
   deepEqual(Array.from({ length: 16 }, (_, i) => t.inb(0xc000 + i)), [
@@ -91,7 +91,9 @@ Deno.test("piix3-ide: reset values with a disk on the primary master, empty seco
     0,
     0,
   ]);
-  equal(t.inl(0xc000), 0xff00ff00);
+  equal(t.inl(0xc000), 0xffff_ffff, "BMIC/BMIS take byte accesses only (as QEMU)");
+  equal(t.inw(0xc002), 0xffff);
+  equal(t.inw(0xc003), 0x00ff, "an unaligned word is two bytes");
   deepEqual(t.env.levels, [false, false]);
 });
 
@@ -111,9 +113,10 @@ Deno.test("piix3-ide: bus-master registers: BMIC bits 0 and 3, BMIS RW1C and bit
   t.outw(0xc006, 0x3456);
   equal(t.inw(0xc006), 0x3456);
   equal(t.inb(0xc00c), 0, "the secondary channel's registers are separate");
-  t.outl(0xc008, 0x0060_0009); // BMIC (Start) and BMIS bytes in one dword
-  equal(t.inb(0xc008), 0x09);
-  equal(t.inb(0xc00a), 0x61);
+  t.outl(0xc008, 0x0060_0009); // a dword write to BMIC/BMIS is ignored (as QEMU)
+  equal(t.inb(0xc008), 0);
+  t.outw(0xc00a, 0x0060);
+  equal(t.inb(0xc00a), 0);
 });
 
 Deno.test("piix3-ide: task-file writes reach both drives, reads come from the selected one", () => {
@@ -168,7 +171,16 @@ Deno.test("piix3-ide: word accesses to byte registers are split into bytes", () 
   t.outw(0x1f2, 0x3412);
   deepEqual([t.inb(0x1f2), t.inb(0x1f3)], [0x12, 0x34]);
   equal(t.inw(0x1f2), 0x3412);
-  equal(t.inl(0x1f4), (READY << 24) | (0xa0 << 16) | 0x0000);
+  equal(t.inw(0x1f6), (READY << 8) | 0xa0);
+  equal(t.inl(0x1f4), 0xffff_ffff, "only the data port takes dwords (as QEMU)");
+  t.outl(0x1f2, 0x11223344);
+  equal(t.inb(0x1f2), 0x12);
+  // A byte read of the data port consumes a word; a byte write is ignored.
+  t.outb(0x1f6, 0xa0);
+  t.outb(0x1f7, AtaCommand.IDENTIFY_DEVICE);
+  equal(t.inb(0x1f0), 0x40);
+  t.outb(0x1f0, 0x99);
+  equal(t.inw(0x1f0), 8, "word 1: cylinders of a 4 MiB disk");
 });
 
 // ---------------------------------------------------------------------------

@@ -46,7 +46,16 @@ export * from "./src/pci/pci_bus.ts";
 // Devices
 export * from "./src/devices/device_model.ts";
 export * from "./src/devices/edu.ts";
+export * from "./src/devices/piix3_ide.ts";
+export * from "./src/devices/ata_disk.ts";
+export * from "./src/devices/ide_bus_master.ts";
 export * from "./src/devices/registry.ts";
+
+// Disk storage
+export * from "./src/storage/disk_backend.ts";
+export * from "./src/storage/raw_image.ts";
+export * from "./src/storage/memory_disk.ts";
+export * from "./src/storage/open_disk.ts";
 
 // The AMD-Vi IOMMU
 export * from "./src/iommu/amd_vi.ts";
@@ -67,6 +76,7 @@ export * from "./src/net/pcap_writer.ts";
 export * from "./src/guest/pci.ts";
 export * from "./src/guest/edu_driver.ts";
 export * from "./src/guest/amd_vi_driver.ts";
+export * from "./src/guest/ide_driver.ts";
 export * from "./src/stress/use_after_invalidate.ts";
 
 // qtest

@@ -61,8 +61,13 @@ const WORKLOADS: Readonly<Record<string, URL>> = {
 /** Devices of the machine `deno task start` runs when no -device is given. */
 export const DEFAULT_DEVICES: readonly DeviceConfig[] = [
   { type: "amd-iommu", id: "iommu0", addr: "01.0" },
+  { type: "piix3-ide", id: "ide", addr: "02.0" },
+  { type: "ide-hd", properties: { drive: "disk0", bus: "ide.0" } },
   { type: "edu", id: "edu0", addr: "04.0" },
 ];
+
+/** Drives of the default machine: a 64 MiB in-memory disk for the IDE controller. */
+export const DEFAULT_DRIVES: readonly DriveConfig[] = [{ id: "disk0", size: 64 * 1024 * 1024 }];
 
 const GENERIC_DEVICE_PROPERTIES = ["id", "addr", "bus"];
 
@@ -166,7 +171,7 @@ export function machineConfig(cl: CommandLine): MachineConfig {
   const devices = explicit
     ? cl.devices.map((d) => deviceConfig(d.driver, d.properties))
     : [...DEFAULT_DEVICES];
-  const drives: DriveConfig[] = [];
+  const drives: DriveConfig[] = explicit ? [] : [...DEFAULT_DRIVES];
   cl.drives.forEach((text, index) => {
     const { drive, attach } = parseDrive(text, index);
     drives.push(drive);

@@ -9,7 +9,8 @@
 import { AmdViDriver } from "../guest/amd_vi_driver.ts";
 import { EduDriver } from "../guest/edu_driver.ts";
 import type { Guest } from "../guest/guest.ts";
-import { assignPciResources, enumeratePci } from "../guest/pci.ts";
+import { IdeDriver, IdeError } from "../guest/ide_driver.ts";
+import { assignPciResources, enumeratePci, type GuestPciFunction } from "../guest/pci.ts";
 
 /** One step of the tour. */
 export interface DemoStep {
@@ -160,5 +161,69 @@ export default function demo(
       );
     }
   }
+  for (const fn of functions.filter((f) => f.vendorId === 0x8086 && f.deviceId === 0x7010)) {
+    ideTour(guest, fn, iommu, record);
+  }
   return { devices, steps };
+}
+
+/**
+ * The PIIX3 IDE part of the tour: the primary master's IDENTIFY data, a DMA
+ * write, read back and verified, through the IOMMU when there is one, a
+ * FLUSH CACHE, and the error a read beyond the disk gets.
+ */
+function ideTour(
+  guest: Guest,
+  fn: GuestPciFunction,
+  iommu: AmdViDriver | undefined,
+  record: (step: string, ok: boolean, detail: string) => void,
+): void {
+  const bar4 = fn.bars.find((b) => b.index === 4);
+  if (!bar4) return;
+  const name = `ide 00:${fn.device.toString(16).padStart(2, "0")}.${fn.function}`;
+  let domain;
+  if (iommu) {
+    domain = iommu.createDomain();
+    iommu.attach((fn.device << 3) | fn.function, domain);
+  }
+  const ide = new IdeDriver(guest, {
+    bmBase: bar4.address,
+    region: { base: 0x0300_0000, size: 0x0020_0000 },
+    ...(iommu && domain ? { iommu: { driver: iommu, domain } } : {}),
+  });
+  try {
+    const id = ide.identify();
+    record(
+      `${name} IDENTIFY`,
+      id.sectors > 0,
+      `'${id.model}' serial ${id.serial} firmware ${id.firmware}, ${id.sectors} sectors (${
+        id.sectors / 2048
+      } MiB), LBA48, UDMA ${id.udmaSelected} selected`,
+    );
+    const data = new Uint8Array(1 << 20);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 13 + 7) & 0xff;
+    const lba = Math.max(0, Math.min(4096, id.sectors - data.length / 512));
+    ide.writeDma(lba, data);
+    const back = ide.readDma(lba, data.length / 512);
+    record(
+      `${name} DMA`,
+      back.every((b, i) => b === data[i]),
+      `1 MiB WRITE DMA + READ DMA at LBA ${lba}${
+        iommu ? ` through IOVA 0x${ide.bufferAddress.toString(16)}` : ""
+      }, verified`,
+    );
+    ide.flush();
+    record(`${name} FLUSH CACHE`, true, "the drive reports the data durable");
+    let detail = "no error";
+    let refused = false;
+    try {
+      ide.readDma(id.sectors, 1);
+    } catch (error) {
+      refused = error instanceof IdeError && error.result.error === 0x10;
+      detail = (error as Error).message;
+    }
+    record(`${name} read beyond the disk`, refused, detail);
+  } catch (error) {
+    record(`${name}`, false, (error as Error).message);
+  }
 }

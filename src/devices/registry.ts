@@ -7,6 +7,12 @@
 import type { DeviceDescriptor, DeviceFactory } from "./device_model.ts";
 import { EDU_DESCRIPTOR, EduDevice } from "./edu.ts";
 import { PIIX3_IDE_DESCRIPTOR, Piix3Ide } from "./piix3_ide.ts";
+import {
+  E1000_DESCRIPTOR,
+  e1000DefaultProperties,
+  E1000Device,
+  validateE1000Properties,
+} from "./e1000.ts";
 
 /** A device type: its static description and how to build its model. */
 export interface DeviceType {
@@ -20,6 +26,16 @@ export interface DeviceType {
   readonly nic?: boolean;
   /** A controller that disks attach to (`-device ide-hd,bus=ID.N`), with its number of buses. */
   readonly diskBuses?: number;
+  /**
+   * Checks property values on the main isolate before a worker starts
+   * (throws an error naming the bad property).
+   */
+  readonly validate?: (properties: Readonly<Record<string, string>>) => void;
+  /**
+   * Property values for instance `instance` (0 for the machine's first device
+   * of this type) when the configuration does not give them, e.g. a NIC's MAC.
+   */
+  readonly defaults?: (instance: number) => Readonly<Record<string, string>>;
 }
 
 /**
@@ -42,6 +58,14 @@ const TYPES: ReadonlyMap<string, DeviceType> = new Map<string, DeviceType>([
     properties: [],
     diskBuses: 2,
   }],
+  ["e1000", {
+    descriptor: E1000_DESCRIPTOR,
+    create: (env, properties) => new E1000Device(env, properties),
+    properties: ["netdev", "mac", "romfile"],
+    nic: true,
+    validate: validateE1000Properties,
+    defaults: e1000DefaultProperties,
+  }],
 ]);
 
 /**
@@ -56,7 +80,7 @@ export const MAIN_ISOLATE_DEVICES: Readonly<Record<string, string>> = {
  * Device types that are named by QEMU's syntax but arrive with later work.
  * Naming one gives a clear "not available yet" error.
  */
-export const PLANNED_DEVICE_TYPES: readonly string[] = ["e1000"];
+export const PLANNED_DEVICE_TYPES: readonly string[] = [];
 
 /**
  * Looks up a device type.

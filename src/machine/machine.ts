@@ -441,6 +441,13 @@ export class Machine {
         throw new Error(`Device '${config.type}' has no property '${key}'`);
       }
     }
+    const instance = this.#devices.filter((d) => d.descriptor.type === config.type).length;
+    const properties = { ...type.defaults?.(instance), ...config.properties };
+    try {
+      type.validate?.(properties);
+    } catch (error) {
+      throw new Error(`Device '${config.type}': ${(error as Error).message}`);
+    }
     const target = this.#devices.length + 1;
     if (target >= 64) throw new Error("Cannot add more than 63 devices");
     const address = config.addr !== undefined
@@ -478,7 +485,7 @@ export class Machine {
     const host = new DeviceHost(this.#hub, {
       id,
       descriptor,
-      properties: config.properties ?? {},
+      properties,
       memory: this.memory.descriptor(),
       machineBlock: this.#machineBlock,
       requesterId: requesterId(address),
@@ -498,7 +505,7 @@ export class Machine {
       regionIds,
       irqSources,
       irqLines,
-      properties: config.properties ?? {},
+      properties,
     };
     fn.onWrite(() => this.#syncFunction(device));
     this.#devices.push(device);

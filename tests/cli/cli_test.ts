@@ -86,7 +86,7 @@ const BAD: ReadonlyArray<[string[], RegExp]> = [
   [["-device", "edu,colour=red"], /Device 'edu' has no property 'colour'/],
   [["-device", "edu,bus=pci.1"], /Unknown bus 'pci.1'/],
   [["-device", "amd-iommu,intremap=on"], /Device 'amd-iommu' has no property 'intremap'/],
-  [["-device", "e1000"], /Device 'e1000' is not available yet/],
+  [["-device", "e1000,speed=10"], /Device 'e1000' has no property 'speed'/],
   [["-drive", "file=x.img,format=qcow2"], /Unsupported drive format 'qcow2'/],
   [["-drive", "format=raw,if=none,id=d0"], /needs file=/],
   [["-drive", "file=x.img,if=scsi"], /Unsupported drive interface 'scsi'/],

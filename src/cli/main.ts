@@ -64,6 +64,14 @@ export const DEFAULT_DEVICES: readonly DeviceConfig[] = [
   { type: "piix3-ide", id: "ide", addr: "02.0" },
   { type: "ide-hd", properties: { drive: "disk0", bus: "ide.0" } },
   { type: "edu", id: "edu0", addr: "04.0" },
+  { type: "e1000", id: "nic0", addr: "03.0", properties: { netdev: "net0" } },
+  { type: "e1000", id: "nic1", addr: "05.0", properties: { netdev: "net1" } },
+];
+
+/** Network backends of the default machine: both NICs on hub 0, so they reach each other. */
+export const DEFAULT_NETDEVS: readonly NetdevConfig[] = [
+  { type: "hub", id: "net0", properties: { hubid: "0" } },
+  { type: "hub", id: "net1", properties: { hubid: "0" } },
 ];
 
 /** Drives of the default machine: a 64 MiB in-memory disk for the IDE controller. */
@@ -190,7 +198,7 @@ export function machineConfig(cl: CommandLine): MachineConfig {
       });
     }
   });
-  const netdevs = cl.netdevs.map(parseNetdev);
+  const netdevs = [...(explicit ? [] : DEFAULT_NETDEVS), ...cl.netdevs.map(parseNetdev)];
   const captures = cl.objects.map(parseObject);
   const config: MachineConfig = {
     ramSize: cl.ramSize,

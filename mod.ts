@@ -46,6 +46,9 @@ export * from "./src/pci/pci_bus.ts";
 // Devices
 export * from "./src/devices/device_model.ts";
 export * from "./src/devices/edu.ts";
+export * from "./src/devices/e1000.ts";
+export * from "./src/devices/e1000_regs.ts";
+export * from "./src/devices/e1000_eeprom.ts";
 export * from "./src/devices/piix3_ide.ts";
 export * from "./src/devices/ata_disk.ts";
 export * from "./src/devices/ide_bus_master.ts";
@@ -71,11 +74,15 @@ export * from "./src/iommu/worker_link.ts";
 // Networking
 export * from "./src/net/netdev.ts";
 export * from "./src/net/pcap_writer.ts";
+export * from "./src/net/ethernet.ts";
+export * from "./src/net/hub.ts";
+export * from "./src/net/dgram.ts";
 
 // Guest drivers and workloads
 export * from "./src/guest/pci.ts";
 export * from "./src/guest/edu_driver.ts";
 export * from "./src/guest/amd_vi_driver.ts";
+export * from "./src/guest/e1000_driver.ts";
 export * from "./src/guest/ide_driver.ts";
 export * from "./src/stress/use_after_invalidate.ts";
 

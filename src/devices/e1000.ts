@@ -106,7 +106,7 @@ export const E1000_TX_BATCH = 64;
 /** Frames moved to receive buffers per deferred batch. */
 export const E1000_RX_BATCH = 64;
 /** The largest frame the transmitter sends (the frame rings' limit, 16 KiB). */
-export const E1000_MAX_TX_FRAME = MAX_FRAME;
+export const E1000_MAX_TX_FRAME: number = MAX_FRAME;
 /** The most segments one TCP segmentation packet may produce. */
 export const E1000_MAX_TSO_SEGMENTS = 1024;
 

@@ -475,6 +475,29 @@ export class DmaContext {
   }
 
   /**
+   * Hints that the device will soon access `length` bytes at `address`: an
+   * IOMMU may fill the translations ahead (asynchronously). Nothing happens
+   * without an IOMMU; a hint never faults and grants nothing.
+   *
+   * @param address Start IOVA.
+   * @param length Bytes.
+   *
+   * @example
+   * ```ts
+   * import { DmaContext } from "./dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * const dma = new DmaContext(new GuestMemory({ size: 1 << 20 }));
+   * dma.prefetch(0x1000, 0x10000); // no IOMMU: nothing to do
+   * ```
+   */
+  prefetch(address: number, length: number): void {
+    if (length > 0 && this.#mmu?.prefetch) {
+      checkRange(address, length);
+      this.#mmu.prefetch(this.requesterId, address, length);
+    }
+  }
+
+  /**
    * Releases a mapping (same as `mapping.release()`).
    *
    * @param mapping The mapping.

@@ -103,6 +103,16 @@ export interface Mmu {
    * @returns The pin to release when the mapping is unmapped.
    */
   pin?(requesterId: number, iova: number, length: number, onInvalidate: () => void): MmuPin;
+  /**
+   * Hints that `requesterId` will access `[iova, iova + length)` soon, so an
+   * IOMMU may translate ahead, off the device's critical path. Never faults,
+   * never logs, and has no effect on what a later access is allowed to do.
+   *
+   * @param requesterId PCI requester id.
+   * @param iova Start of the range.
+   * @param length Bytes.
+   */
+  prefetch?(requesterId: number, iova: number, length: number): void;
 }
 
 /**

@@ -35,6 +35,18 @@ export interface InvalidationMessage {
   readonly scope: InvalidationScope;
 }
 
+/** A translation prefetch hint a worker sends to the main isolate over the IOMMU channel. */
+export interface PrefetchMessage {
+  /** Always `prefetch`. */
+  readonly type: "prefetch";
+  /** Requester id. */
+  readonly rid: number;
+  /** Start of the range. */
+  readonly iova: number;
+  /** Bytes. */
+  readonly length: number;
+}
+
 /** Counters a worker keeps about its translations. */
 export interface MmuCounters {
   /** Translations served from the local cache or the snapshot. */
@@ -85,6 +97,8 @@ export interface SnapshotMmuOptions {
   readonly toMain: WakeTarget;
   /** How long a miss may wait for the main isolate (ms, default 30000). */
   readonly missTimeoutMs?: number;
+  /** Sends a prefetch hint to the main isolate (default: hints are dropped). */
+  readonly sendPrefetch?: (message: PrefetchMessage) => void;
 }
 
 const ACCESS_BITS: Record<DmaAccess, number> = { read: 1, write: 2 };
@@ -161,6 +175,7 @@ export class SnapshotMmu implements Mmu {
   #pins = new Set<Pin>();
   #depth = 0;
   #txn = 0;
+  #sendPrefetch: ((message: PrefetchMessage) => void) | undefined;
 
   /**
    * Creates the MMU over a snapshot.
@@ -173,6 +188,7 @@ export class SnapshotMmu implements Mmu {
     this.#ctrl = options.ctrl;
     this.#mainCtrl = options.mainCtrl;
     this.#toMain = options.toMain;
+    this.#sendPrefetch = options.sendPrefetch;
     this.#missTimeout = options.missTimeoutMs ?? 30_000;
     this.#seenGen = Atomics.load(this.#ctrl, TargetCtrl.INV_REQ_GEN);
     this.#ackedGen = Atomics.load(this.#ctrl, TargetCtrl.INV_ACK_GEN);
@@ -217,6 +233,19 @@ export class SnapshotMmu implements Mmu {
     Atomics.store(w, TargetCtrl.MMU_FAULTS, c.faults);
     Atomics.store(w, TargetCtrl.MMU_INVALIDATIONS, c.invalidations);
     Atomics.store(w, TargetCtrl.TXN, this.#txn = (this.#txn + 1) | 0);
+  }
+
+  /**
+   * Asks the main isolate to fill the snapshot for `[iova, iova + length)`
+   * ahead of use (skipped when the range's first page is cached already).
+   *
+   * @param rid Requester id.
+   * @param iova Start of the range.
+   * @param length Bytes.
+   */
+  prefetch(rid: number, iova: number, length: number): void {
+    if (!this.#sendPrefetch || this.#find(rid, iova) !== undefined) return;
+    this.#sendPrefetch({ type: "prefetch", rid, iova, length });
   }
 
   /** Between transactions (idle): acknowledge what can be acknowledged. */

@@ -13,7 +13,7 @@ import { ringDoorbell, type WakeTarget } from "../shared/doorbell.ts";
 import { DteState, SnapshotHeader, TargetCtrl, TargetState } from "../shared/layout.ts";
 import { FOUR_GIB } from "../util/address.ts";
 import { type SnapshotDte, type SnapshotTranslation, SnapshotWriter } from "./iotlb_snapshot.ts";
-import type { InvalidationMessage, InvalidationScope } from "./snapshot_mmu.ts";
+import type { InvalidationMessage, InvalidationScope, PrefetchMessage } from "./snapshot_mmu.ts";
 
 /** The IOMMU's answer to a translation request. */
 export type TranslationAnswer =
@@ -48,10 +48,18 @@ export interface TranslationSource {
    *
    * @param rid Requester id.
    * @param iova Address.
+   * @param pages Most translations to return (default: the source's neighbourhood size).
    * @returns The record and the translations to cache.
    */
-  fill(rid: number, iova: number): { dte: SnapshotDte; translations: SnapshotTranslation[] };
+  fill(
+    rid: number,
+    iova: number,
+    pages?: number,
+  ): { dte: SnapshotDte; translations: SnapshotTranslation[] };
 }
+
+/** Largest range one prefetch hint fills (bytes): bounds the main isolate's work per hint. */
+const PREFETCH_LIMIT = 4 * 1024 * 1024;
 
 /** How an invalidation ended for one worker. */
 export type InvalidationOutcome = "acknowledged" | "timed-out" | "failed";
@@ -128,6 +136,34 @@ export class WorkerLink {
     this.#skipAck = options.skipAcknowledgement ?? false;
     this.#gen = Atomics.load(this.#ctrl, TargetCtrl.INV_REQ_GEN);
     hub.addTask({ step: () => this.#serveMiss(), hasWork: () => this.#missPending() });
+    this.#port.onmessage = (event: MessageEvent<PrefetchMessage>) =>
+      this.#prefetchRange(event.data);
+  }
+
+  /**
+   * A worker's hint that it will use `[iova, iova + length)` soon: publishes
+   * the valid translations of the range (at most {@linkcode PREFETCH_LIMIT}
+   * bytes), as misses would, but without the worker waiting. Invalid pages
+   * are skipped silently (a hint never logs a fault).
+   */
+  #prefetchRange(message: PrefetchMessage): void {
+    if (message?.type !== "prefetch" || !this.rids.includes(message.rid) || !this.alive) return;
+    const { rid, iova } = message;
+    if (!Number.isSafeInteger(iova) || !Number.isSafeInteger(message.length) || iova < 0) return;
+    const end = Math.min(iova + Math.min(message.length, PREFETCH_LIMIT), Number.MAX_SAFE_INTEGER);
+    let at = Math.floor(iova / 4096) * 4096;
+    while (at < end) {
+      const { dte, translations } = this.#source.fill(rid, at, Math.ceil((end - at) / 4096));
+      this.snapshot.setDte(dte);
+      this.#domains.add(dte.domain);
+      if (translations.length === 0) return; // a hole, or no translation at all: stop
+      for (const t of translations) {
+        this.snapshot.insert(t);
+        this.counters.fills++;
+      }
+      const last = translations[translations.length - 1]!;
+      at = last.iovaBase + 2 ** last.shift;
+    }
   }
 
   /** Whether the worker is alive. */

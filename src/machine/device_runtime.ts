@@ -11,7 +11,11 @@
 
 import { DmaContext, type DmaContextOptions } from "../dma/dma_context.ts";
 import { DmaTraceWriter } from "../dma/dma_trace.ts";
-import { type InvalidationMessage, SnapshotMmu } from "../iommu/snapshot_mmu.ts";
+import {
+  type InvalidationMessage,
+  type PrefetchMessage,
+  SnapshotMmu,
+} from "../iommu/snapshot_mmu.ts";
 import type { DeviceEnv, DeviceModel, DeviceNet, DiskAttachment } from "../devices/device_model.ts";
 import { FrameRing } from "../net/frame_ring.ts";
 import { deviceType } from "../devices/registry.ts";
@@ -143,11 +147,13 @@ export class DeviceRuntime {
     };
     if (init.trace) dmaOptions.trace = new DmaTraceWriter(init.trace, new Int32Array(init.machine));
     if (init.iommu) {
+      const port = init.iommu.port;
       const mmu = new SnapshotMmu({
         snapshot: init.iommu.snapshot,
         ctrl: this.#ctrl,
         mainCtrl: this.#mainCtrl,
         toMain,
+        sendPrefetch: (message: PrefetchMessage) => port.postMessage(message),
       });
       this.#mmu = mmu;
       dmaOptions.mmu = mmu;

@@ -119,17 +119,6 @@ export interface BusMasterOptions {
   onStop?: () => void;
 }
 
-interface Cursor {
-  index: number;
-  within: number;
-}
-
-interface Runs {
-  readonly maps: DmaMapping[];
-  readonly mapped: number;
-  readonly fault: DmaFault | undefined;
-}
-
 /**
  * One channel's bus master.
  *
@@ -160,7 +149,6 @@ export class BusMasterDma {
   #onStart: () => void;
   #onStop: () => void;
   #tableStart = 0;
-  #bounce: Uint8Array | undefined;
   #prd = new Uint8Array(PAGE + 8);
   #prdView = new DataView(this.#prd.buffer);
 
@@ -293,8 +281,13 @@ export class BusMasterDma {
         const address = (v.getUint32(i, true) & ~1) >>> 0;
         const word = v.getUint32(i + 4, true);
         const length = (word & 0xfffe) || 0x1_0000;
-        addresses.push(address);
-        lengths.push(length);
+        const last = addresses.length - 1;
+        if (last >= 0 && addresses[last]! + lengths[last]! === address) {
+          lengths[last]! += length; // physically (or IOVA-) adjacent: one region
+        } else {
+          addresses.push(address);
+          lengths.push(length);
+        }
         total += length;
         if (word & PRD_EOT) return { ok: true, addresses, lengths, total, eot: true };
       }
@@ -321,157 +314,303 @@ export class BusMasterDma {
     const table = this.readPrdTable();
     if (!table.ok) return { kind: "fault", where: "prd-table", fault: table, bytesDone: 0 };
     if (table.total < request.length) return { kind: "short" };
-    const cursor: Cursor = { index: 0, within: 0 };
-    let done = 0;
-    while (done < request.length) {
-      if (cancelled()) return { kind: "cancelled", bytesDone: done };
-      const n = Math.min(this.#chunk, request.length - done);
-      const runs = this.#mapRuns(table, cursor, n, request.toMemory ? "write" : "read");
-      let moved: number;
-      try {
-        moved = request.toMemory
-          ? await this.#toMemory(request, done, runs)
-          : await this.#toDisk(request, done, runs);
-      } catch (error) {
-        return { kind: "io-error", error, bytesDone: done };
-      } finally {
-        for (const m of runs.maps) m.release();
+    const run = new Run(this, request, table, cancelled);
+    const outcome = await run.move();
+    return outcome ?? { kind: "complete", longer: table.total > request.length };
+  }
+
+  /** The DMA context (for {@linkcode Run}). */
+  get dma(): DmaContext {
+    return this.#dma;
+  }
+
+  /** Bytes per chunk. */
+  get chunkSize(): number {
+    return this.#chunk;
+  }
+
+  /** The average run length from which a chunk goes straight to guest RAM. */
+  get directRun(): number {
+    return this.#directRun;
+  }
+
+  /** One of the two bounce buffers (allocated on first use). */
+  bounce(index: 0 | 1): Uint8Array {
+    return this.#bounces[index] ??= new Uint8Array(this.#chunk);
+  }
+
+  #bounces: [Uint8Array | undefined, Uint8Array | undefined] = [undefined, undefined];
+}
+
+/** A chunk of a transfer: where it starts in the transfer and its length. */
+interface Chunk {
+  readonly start: number;
+  readonly length: number;
+  /** The PRD regions it covers (addresses and lengths, in order). */
+  readonly pieces: ReadonlyArray<readonly [address: number, length: number]>;
+}
+
+/**
+ * One transfer in progress: cuts the PRD regions into chunks and moves them,
+ * straight between the disk and mappings of guest RAM when the chunk's runs
+ * are long, else through two bounce buffers so that the disk operation of
+ * one chunk overlaps the copy of the previous one.
+ */
+class Run {
+  #bm: BusMasterDma;
+  #dma: DmaContext;
+  #request: AtaDmaRequest;
+  #table: PrdTable;
+  #cancelled: () => boolean;
+  #index = 0;
+  #within = 0;
+
+  constructor(
+    bm: BusMasterDma,
+    request: AtaDmaRequest,
+    table: PrdTable,
+    cancelled: () => boolean,
+  ) {
+    this.#bm = bm;
+    this.#dma = bm.dma;
+    this.#request = request;
+    this.#table = table;
+    this.#cancelled = cancelled;
+  }
+
+  /** The next chunk of the PRD regions, or undefined at the end of the transfer. */
+  #next(start: number): Chunk | undefined {
+    const total = this.#request.length;
+    if (start >= total) return undefined;
+    const length = Math.min(this.#bm.chunkSize, total - start);
+    const pieces: Array<[number, number]> = [];
+    let left = length;
+    const t = this.#table;
+    while (left > 0) {
+      const n = Math.min(t.lengths[this.#index]! - this.#within, left);
+      pieces.push([t.addresses[this.#index]! + this.#within, n]);
+      left -= n;
+      this.#within += n;
+      if (this.#within === t.lengths[this.#index]) {
+        this.#index++;
+        this.#within = 0;
       }
-      if (moved < 0) return this.#lastFault(done);
-      if (runs.fault) {
-        return { kind: "fault", where: "buffer", fault: runs.fault, bytesDone: done + moved };
-      }
-      done += n;
     }
-    return { kind: "complete", longer: table.total > request.length };
+    return { start, length, pieces };
   }
 
-  #pendingFault: DmaFault | undefined;
-
-  #lastFault(done: number): BusMasterOutcome {
-    const fault = this.#pendingFault!;
-    this.#pendingFault = undefined;
-    return { kind: "fault", where: "buffer", fault, bytesDone: done + fault.transferred };
+  /** Lets an IOMMU translate a chunk's regions ahead of their use. */
+  #hint(chunk: Chunk | undefined): void {
+    if (!chunk) return;
+    for (const [address, length] of chunk.pieces) this.#dma.prefetch(address, length);
   }
 
-  /**
-   * Maps the next `length` bytes of the PRD regions (advancing `cursor`),
-   * stopping at the first fault.
-   */
-  #mapRuns(table: PrdTable, cursor: Cursor, length: number, access: DmaAccess): Runs {
+  /** The chunk after `chunk`, without consuming it (for hints). */
+  #peek(chunk: Chunk): Chunk | undefined {
+    const start = chunk.start + chunk.length;
+    const total = this.#request.length;
+    if (start >= total) return undefined;
+    const t = this.#table;
+    let index = this.#index;
+    let within = this.#within;
+    let left = Math.min(this.#bm.chunkSize, total - start);
+    const pieces: Array<[number, number]> = [];
+    while (left > 0) {
+      const n = Math.min(t.lengths[index]! - within, left);
+      pieces.push([t.addresses[index]! + within, n]);
+      left -= n;
+      within += n;
+      if (within === t.lengths[index]) {
+        index++;
+        within = 0;
+      }
+    }
+    return { start, length: pieces.reduce((sum, p) => sum + p[1], 0), pieces };
+  }
+
+  /** Moves every chunk; returns how it failed, or undefined when every byte moved. */
+  async move(): Promise<BusMasterOutcome | undefined> {
+    const first = this.#next(0);
+    if (!first) return undefined;
+    this.#hint(first);
+    const access: DmaAccess = this.#request.toMemory ? "write" : "read";
+    // Probe the first run: a long one means the guest's buffers are
+    // contiguous, and the disk can read into (or write from) guest RAM itself.
+    const [address, length] = first.pieces[0]!;
+    const probe = this.#dma.map(address, length, { access });
+    if (!probe.ok) {
+      return { kind: "fault", where: "buffer", fault: probe, bytesDone: 0 };
+    }
+    const direct = probe.mapping.length >= Math.min(this.#bm.directRun, first.length);
+    probe.mapping.release();
+    if (direct) return await this.#direct(first);
+    return this.#request.toMemory
+      ? await this.#bounceToMemory(first)
+      : await this.#bounceToDisk(first);
+  }
+
+  /** Maps a chunk's runs; stops at the first fault. */
+  #map(chunk: Chunk, access: DmaAccess): { maps: DmaMapping[]; mapped: number; fault?: DmaFault } {
     const maps: DmaMapping[] = [];
     let mapped = 0;
-    while (mapped < length) {
-      const address = table.addresses[cursor.index]! + cursor.within;
-      const available = table.lengths[cursor.index]! - cursor.within;
-      const r = this.#dma.map(address, Math.min(available, length - mapped), { access });
-      if (!r.ok) return { maps, mapped, fault: r };
-      const m = r.mapping;
-      maps.push(m);
-      mapped += m.length;
-      cursor.within += m.length;
-      if (cursor.within === table.lengths[cursor.index]) {
-        cursor.index++;
-        cursor.within = 0;
+    for (const [address, length] of chunk.pieces) {
+      let at = 0;
+      while (at < length) {
+        const r = this.#dma.map(address + at, length - at, { access });
+        if (!r.ok) return { maps, mapped, fault: { ...r, transferred: mapped } };
+        maps.push(r.mapping);
+        at += r.mapping.length;
+        mapped += r.mapping.length;
       }
     }
-    return { maps, mapped, fault: undefined };
-  }
-
-  #bounceBuffer(): Uint8Array {
-    return this.#bounce ??= new Uint8Array(this.#chunk);
-  }
-
-  #direct(runs: Runs): boolean {
-    return runs.maps.length * this.#directRun <= runs.mapped;
+    return { maps, mapped };
   }
 
   /**
-   * Disk → memory for one chunk. Returns the bytes that reached memory, or
-   * -1 after a fault of a re-translated (invalidated) run, kept in `#pendingFault`
-   * with `transferred` counted from the chunk's start.
+   * Chunks with long runs: each run is read from (or written to) the disk
+   * through its mapping. A mapping revoked before its disk operation starts
+   * is moved through a fresh translation instead.
    */
-  async #toMemory(request: AtaDmaRequest, done: number, runs: Runs): Promise<number> {
-    const { maps, mapped } = runs;
-    if (mapped === 0) return 0;
-    const disk = request.backend;
-    const offset = request.offset + done;
-    if (this.#direct(runs)) {
+  async #direct(first: Chunk): Promise<BusMasterOutcome | undefined> {
+    const toMemory = this.#request.toMemory;
+    const disk = this.#request.backend;
+    const access: DmaAccess = toMemory ? "write" : "read";
+    for (
+      let chunk: Chunk | undefined = first;
+      chunk;
+      chunk = this.#next(chunk.start + chunk.length)
+    ) {
+      if (this.#cancelled()) return { kind: "cancelled", bytesDone: chunk.start };
+      const { maps, mapped, fault } = this.#map(chunk, access);
+      this.#hint(this.#peek(chunk));
+      // Only whole sectors read from memory before a fault reach the disk.
+      const usable = fault && !toMemory ? Math.floor(mapped / SECTOR_SIZE) * SECTOR_SIZE : mapped;
       let at = 0;
-      for (const m of maps) {
-        if (m.invalidated) {
-          // Revoked before we used it: move this run through a fresh translation.
-          const part = this.#bounceBuffer().subarray(0, m.length);
-          await disk.read(offset + at, part);
-          const w = this.#dma.write(m.address, part);
-          if (!w.ok) return this.#faultAt(w, at);
-        } else {
-          await disk.read(offset + at, m.view);
+      try {
+        for (const m of maps) {
+          const n = Math.min(m.length, usable - at);
+          if (n <= 0) break;
+          const offset = this.#request.offset + chunk.start + at;
+          if (m.invalidated) {
+            const part = this.#bm.bounce(0).subarray(0, n);
+            if (toMemory) {
+              await disk.read(offset, part);
+              const w = this.#dma.write(m.address, part);
+              if (!w.ok) return this.#fault(w, chunk.start + at);
+            } else {
+              const r = this.#dma.read(m.address, part);
+              if (!r.ok) return this.#fault(r, chunk.start + at);
+              await disk.write(offset, part);
+            }
+          } else if (toMemory) {
+            await disk.read(offset, n === m.length ? m.view : m.view.subarray(0, n));
+          } else {
+            await disk.write(offset, n === m.length ? m.view : m.view.subarray(0, n));
+          }
+          at += m.length;
         }
-        at += m.length;
+      } catch (error) {
+        return { kind: "io-error", error, bytesDone: chunk.start };
+      } finally {
+        for (const m of maps) m.release();
       }
-      return mapped;
+      if (fault) return this.#fault(fault, chunk.start);
     }
-    const bounce = this.#bounceBuffer().subarray(0, mapped);
-    await disk.read(offset, bounce);
-    let at = 0;
-    for (const m of maps) {
-      const part = bounce.subarray(at, at + m.length);
-      if (m.invalidated) {
-        const w = this.#dma.write(m.address, part);
-        if (!w.ok) return this.#faultAt(w, at);
-      } else {
-        m.view.set(part);
-      }
-      at += m.length;
-    }
-    return mapped;
+    return undefined;
   }
 
-  /**
-   * Memory → disk for one chunk. Only whole sectors read from memory before a
-   * fault reach the disk. Returns the bytes written, or -1 after a fault of
-   * a re-translated run.
-   */
-  async #toDisk(request: AtaDmaRequest, done: number, runs: Runs): Promise<number> {
-    const { maps, mapped } = runs;
-    const whole = runs.fault ? Math.floor(mapped / SECTOR_SIZE) * SECTOR_SIZE : mapped;
-    if (whole === 0) return 0;
-    const disk = request.backend;
-    const offset = request.offset + done;
-    if (this.#direct(runs)) {
-      let at = 0;
-      for (const m of maps) {
-        const length = Math.min(m.length, whole - at);
-        if (length <= 0) break;
-        if (m.invalidated) {
-          const part = this.#bounceBuffer().subarray(0, length);
-          const r = this.#dma.read(m.address, part);
-          if (!r.ok) return this.#faultAt(r, at);
-          await disk.write(offset + at, part);
-        } else {
-          await disk.write(offset + at, length === m.length ? m.view : m.view.subarray(0, length));
-        }
-        at += m.length;
-      }
-      return whole;
-    }
-    // Gather, release the mappings, then one disk write.
-    const bounce = this.#bounceBuffer();
+  /** Copies `bytes` between a bounce buffer and a chunk's regions through the DMA API. */
+  #copy(chunk: Chunk, buffer: Uint8Array, toMemory: boolean): DmaFault | undefined {
     let at = 0;
-    for (const m of maps) {
-      const length = Math.min(m.length, whole - at);
-      if (length <= 0) break;
-      bounce.set(length === m.length ? m.view : m.view.subarray(0, length), at);
-      at += m.length;
+    for (const [address, length] of chunk.pieces) {
+      const part = buffer.subarray(at, at + length);
+      const r = toMemory ? this.#dma.write(address, part) : this.#dma.read(address, part);
+      if (!r.ok) return { ...r, transferred: at + r.transferred };
+      at += length;
     }
-    for (const m of maps) m.release();
-    await disk.write(offset, bounce.subarray(0, whole));
-    return whole;
+    return undefined;
   }
 
-  #faultAt(fault: DmaFault, at: number): number {
-    this.#pendingFault = { ...fault, transferred: at + fault.transferred };
-    return -1;
+  /** Disk → memory through the bounce buffers: the read of chunk k+1 overlaps the copy of chunk k. */
+  async #bounceToMemory(first: Chunk): Promise<BusMasterOutcome | undefined> {
+    const disk = this.#request.backend;
+    const read = (chunk: Chunk, index: 0 | 1) =>
+      disk.read(
+        this.#request.offset + chunk.start,
+        this.#bm.bounce(index).subarray(0, chunk.length),
+      );
+    let chunk: Chunk | undefined = first;
+    let index: 0 | 1 = 0;
+    let pending: Promise<void> | undefined = read(first, 0);
+    while (chunk) {
+      try {
+        await pending;
+      } catch (error) {
+        return { kind: "io-error", error, bytesDone: chunk.start };
+      }
+      const next = this.#next(chunk.start + chunk.length);
+      const stop = this.#cancelled();
+      pending = next && !stop ? read(next, index === 0 ? 1 : 0) : undefined;
+      if (!stop) this.#hint(next);
+      // The copy happens whatever: the chunk's data is here and its PRD
+      // regions were valid when the transfer started.
+      const fault = this.#copy(chunk, this.#bm.bounce(index), true);
+      if (fault || stop) {
+        await pending?.catch(() => {});
+        if (fault) return this.#fault(fault, chunk.start);
+        return { kind: "cancelled", bytesDone: chunk.start + chunk.length };
+      }
+      chunk = next;
+      index = index === 0 ? 1 : 0;
+    }
+    return undefined;
+  }
+
+  /** Memory → disk through the bounce buffers: the copy of chunk k+1 overlaps the write of chunk k. */
+  async #bounceToDisk(first: Chunk): Promise<BusMasterOutcome | undefined> {
+    const disk = this.#request.backend;
+    let pending: { promise: Promise<void>; start: number } | undefined;
+    let index: 0 | 1 = 0;
+    const settle = async (): Promise<BusMasterOutcome | undefined> => {
+      if (!pending) return undefined;
+      const { promise, start } = pending;
+      pending = undefined;
+      try {
+        await promise;
+      } catch (error) {
+        return { kind: "io-error", error, bytesDone: start };
+      }
+      return undefined;
+    };
+    for (
+      let chunk: Chunk | undefined = first;
+      chunk;
+      chunk = this.#next(chunk.start + chunk.length)
+    ) {
+      if (this.#cancelled()) {
+        return (await settle()) ?? { kind: "cancelled", bytesDone: chunk.start };
+      }
+      const buffer = this.#bm.bounce(index);
+      this.#hint(this.#peek(chunk));
+      const fault = this.#copy(chunk, buffer, false);
+      const failed = await settle();
+      if (failed) return failed;
+      const whole = fault
+        ? Math.floor(fault.transferred / SECTOR_SIZE) * SECTOR_SIZE
+        : chunk.length;
+      if (whole > 0) {
+        pending = {
+          promise: disk.write(this.#request.offset + chunk.start, buffer.subarray(0, whole)),
+          start: chunk.start,
+        };
+      }
+      if (fault) return (await settle()) ?? this.#fault(fault, chunk.start);
+      index = index === 0 ? 1 : 0;
+    }
+    return await settle();
+  }
+
+  #fault(fault: DmaFault, chunkStart: number): BusMasterOutcome {
+    return { kind: "fault", where: "buffer", fault, bytesDone: chunkStart + fault.transferred };
   }
 }

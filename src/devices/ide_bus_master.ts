@@ -13,13 +13,17 @@
  * between chunks the channel's registers are answered, invalidations are
  * acknowledged, and a stop or reset takes effect.
  *
- * A chunk is translated into runs with `DmaContext.map` (the DMA layer merges
- * physically contiguous pages). Long runs go straight between the disk and
- * guest RAM (a read into or a write from the mapping's view: no copy); short
- * runs (scattered pages) go through one bounce buffer per chunk, which turns
- * hundreds of tiny disk operations into one. Mappings are released as soon
- * as their disk operation ends, and an invalidation that revokes one while
- * the disk operation runs is acknowledged only after that release.
+ * The first run of a transfer decides how it moves. Long runs (contiguous
+ * buffers) go straight between the disk and guest RAM: each chunk is mapped
+ * with `DmaContext.map` (the DMA layer merges physically contiguous pages)
+ * and the disk reads into, or writes from, the mappings' views; a mapping is
+ * released as soon as its disk operation ends, and an invalidation that
+ * revokes it meanwhile is acknowledged only after that release. Short runs
+ * (scattered pages) go through two bounce buffers, so that one disk
+ * operation per chunk replaces hundreds and the disk operation of one chunk
+ * overlaps the copy of the next; those copies use fresh translations and
+ * hold no mapping across a disk operation. The next chunk's regions are
+ * hinted to the IOMMU (`DmaContext.prefetch`) while a chunk moves.
  *
  * @module
  */

@@ -73,7 +73,8 @@ export interface DiskAttachment {
 /** What a NIC model uses to send and receive frames once its `netdev` is connected. */
 export interface DeviceNet {
   /**
-   * Sends a frame (without FCS) to the network backend.
+   * Sends a frame (without FCS) to the network backend. The frame is copied
+   * before `transmit` returns, so the caller may reuse its buffer.
    *
    * @param frame The Ethernet frame.
    * @returns Whether it was queued (false: dropped, the backend is congested).
@@ -88,6 +89,11 @@ export interface DeviceNet {
   receive(): Uint8Array | undefined;
   /** Whether received frames are waiting. */
   readonly pending: boolean;
+  /**
+   * Frames the host could not queue for the NIC because its receive queue
+   * was full (a count that only grows); a NIC reports them as missed.
+   */
+  readonly dropped?: number;
 }
 
 /** What a device model gets from its host. */

@@ -13,9 +13,13 @@
  * Transmit runs as deferred work after a TDT or TCTL write, in batches of
  * {@linkcode E1000_TX_BATCH} descriptors, so a register write returns at once
  * and no ring, however hostile, keeps the device from answering its
- * registers. Receive takes frames from the network into an on-chip FIFO the
- * size PBA gives the receiver (48 KiB after reset), filters them there, and
- * moves them to receive buffers when the guest provides some.
+ * registers. Receive takes frames from the network one at a time, filters
+ * them, and moves them to receive buffers when the guest provides some; the
+ * NIC's frame ring from the main isolate (256 KiB) is its packet buffer, and
+ * frames the host could not queue there count as missed (MPC, ICR.RXO).
+ * (The 82540EM's receive FIFO is 48 KiB, PBA; a virtual wire has no line
+ * rate, so a burst arrives at once and a larger buffer stands in for the
+ * time a real wire would have given the guest. PBA is plain storage.)
  *
  * What a guest sees when it feeds the device bad input:
  *
@@ -29,7 +33,7 @@
  * | RDLEN 0, RDH or RDT beyond the ring | the receive ring stops, the frame is dropped (MPC), ERRCAUSE 9 |
  * | a receive descriptor that faults | the receive ring stops, the frame is dropped (MPC), ERRCAUSE 10 |
  * | a receive buffer that faults | that descriptor is written back with DD, EOP and the RXE error, the ring stops, ERRCAUSE 11 |
- * | no receive buffers | frames wait in the FIFO (RNBC); when it is full they are dropped (MPC, ICR.RXO) |
+ * | no receive buffers | frames wait in the packet buffer (RNBC); when it is full they are lost (MPC, ICR.RXO) |
  *
  * A stopped transmit ring restarts when TCTL is written, a stopped receive
  * ring when RCTL is written; CTRL.RST resets everything. ICR.ERR and the
@@ -428,8 +432,9 @@ export class E1000Device implements DeviceModel {
   // Receive engine.
   #rxScheduled = false;
   #rxStopped = false;
-  #fifo = new FrameQueue();
-  #fifoWaiting = false;
+  #rxHead: Uint8Array | undefined;
+  #rxHeadWaiting = false;
+  #rxDroppedSeen = 0;
   #loopback = new FrameQueue();
   #rxSlots: RxSlot[] = [];
   #rxWriteback = new Uint8Array(8);
@@ -612,10 +617,7 @@ export class E1000Device implements DeviceModel {
       case R.RCTL: {
         m[i] = value;
         this.#rxStopped = false;
-        if (!(value & E1000Rctl.EN)) {
-          this.#fifo.clear();
-          this.#fifoWaiting = false;
-        }
+        if (!(value & E1000Rctl.EN)) this.#rxHead = undefined;
         this.#kickRx();
         return;
       }
@@ -708,8 +710,9 @@ export class E1000Device implements DeviceModel {
     this.#resetTxFrame();
     this.#txContext = emptyContext();
     this.#tsoContext = emptyContext();
-    this.#fifo.clear();
-    this.#fifoWaiting = false;
+    this.#rxHead = undefined;
+    this.#rxHeadWaiting = false;
+    this.#rxDroppedSeen = this.#env.net?.dropped ?? 0;
     this.#loopback.clear();
     this.#errCode = 0;
     this.#errAddress = 0n;
@@ -1206,44 +1209,44 @@ export class E1000Device implements DeviceModel {
     });
   }
 
-  /** The receive FIFO's size: PBA's receive allocation in KiB. */
-  #fifoCapacity(): number {
-    return (this.#mac[w(R.PBA)]! & 0xffff) * 1024;
-  }
-
   #rxRun(): void {
     const m = this.#mac;
-    let cause = 0;
-    // Take what arrived: loopback first, then the network.
-    for (let f = this.#loopback.shift(); f !== undefined; f = this.#loopback.shift()) {
-      cause |= this.#accept(f);
-    }
     const net = this.#env.net;
-    let pulled = 0;
-    if (net !== undefined) {
-      for (; pulled < 4 * E1000_RX_BATCH; pulled++) {
-        const f = net.receive();
-        if (f === undefined) break;
-        cause |= this.#accept(f);
-      }
+    let cause = 0;
+    // Frames the host could not queue for us: the packet buffer overflowed.
+    const dropped = net?.dropped ?? 0;
+    if (dropped !== this.#rxDroppedSeen) {
+      const lost = dropped - this.#rxDroppedSeen;
+      this.#rxDroppedSeen = dropped;
+      m[w(S.MPC)] = Math.min(0xffff_ffff, m[w(S.MPC)]! + lost);
+      cause |= E1000Icr.RXO;
     }
     let delivered = 0;
-    let more = pulled === 4 * E1000_RX_BATCH;
-    while (this.#fifo.length > 0 && (m[w(R.RCTL)]! & E1000Rctl.EN) && !this.#rxStopped) {
-      if (delivered === E1000_RX_BATCH) {
+    let more = false;
+    for (let steps = 0;; steps++) {
+      if (steps === 4 * E1000_RX_BATCH || delivered === E1000_RX_BATCH) {
         more = true;
         break;
       }
-      const outcome = this.#deliver(this.#fifo.peek()!);
+      if (this.#rxHead === undefined) {
+        // The next frame: loopback first, then the network. Frames nobody
+        // wants (receiver off, filtered, oversized) go no further.
+        const f = this.#loopback.shift() ?? net?.receive();
+        if (f === undefined) break;
+        this.#rxHead = this.#accept(f);
+        this.#rxHeadWaiting = false;
+        continue;
+      }
+      if (this.#rxStopped) break; // frames wait in the packet buffer
+      const outcome = this.#deliver(this.#rxHead);
       if (outcome === "wait") {
-        if (!this.#fifoWaiting) {
-          this.#fifoWaiting = true;
+        if (!this.#rxHeadWaiting) {
+          this.#rxHeadWaiting = true;
           this.#saturate(w(S.RNBC));
         }
         break;
       }
-      this.#fifoWaiting = false;
-      this.#fifo.shift();
+      this.#rxHead = undefined;
       if (outcome === "stopped") {
         this.#saturate(w(S.MPC));
         break;
@@ -1265,11 +1268,15 @@ export class E1000Device implements DeviceModel {
     if (more) this.#kickRx();
   }
 
-  /** Filters an arriving frame into the FIFO; returns interrupt causes. */
-  #accept(frame: Uint8Array): number {
+  /**
+   * What the MAC does with an arriving frame before any DMA: discarded when
+   * the receiver is off, padded if short, dropped if oversized (ROC) or
+   * filtered out. Returns the frame to deliver, if any.
+   */
+  #accept(frame: Uint8Array): Uint8Array | undefined {
     const m = this.#mac;
     const rctl = m[w(R.RCTL)]!;
-    if (!(rctl & E1000Rctl.EN) || !(m[w(R.STATUS)]! & 2)) return 0; // receiver off: discarded
+    if (!(rctl & E1000Rctl.EN) || !(m[w(R.STATUS)]! & 2)) return undefined;
     let f = frame;
     if (f.length < ETH_MIN_FRAME) {
       // Virtual wires carry frames unpadded (QEMU, slirp): pad as the sender's MAC would have.
@@ -1284,16 +1291,10 @@ export class E1000Device implements DeviceModel {
       !(rctl & E1000Rctl.SBP)
     ) {
       this.#saturate(w(S.ROC));
-      return 0;
+      return undefined;
     }
     if (f.length > maxLong) f = f.subarray(0, maxLong);
-    if (!this.#filter(f, rctl)) return 0;
-    if (this.#fifo.bytes + f.length > this.#fifoCapacity()) {
-      this.#saturate(w(S.MPC));
-      return E1000Icr.RXO;
-    }
-    this.#fifo.push(f);
-    return 0;
+    return this.#filter(f, rctl) ? f : undefined;
   }
 
   #filter(f: Uint8Array, rctl: number): boolean {
@@ -1327,7 +1328,7 @@ export class E1000Device implements DeviceModel {
     return size === 1 ? 1024 : size === 2 ? 512 : size === 3 ? 256 : 2048;
   }
 
-  /** Moves the frame at the FIFO's head to receive buffers. */
+  /** Moves the frame in hand to receive buffers. */
   #deliver(frame: Uint8Array): "done" | "wait" | "stopped" {
     const m = this.#mac;
     const rctl = m[w(R.RCTL)]!;

@@ -213,6 +213,9 @@ export class DeviceRuntime {
       get pending() {
         return rx.readable;
       },
+      get dropped() {
+        return rx.dropped;
+      },
     };
   }
 

@@ -315,7 +315,7 @@ Deno.test("rx descriptor at a faulting IOVA: frame dropped (MPC), ring stopped, 
   equal(t.r(E1000Stat.MPC), 1);
   equal(t.r(R.ERRCAUSE), E1000Err.RX_DESCRIPTOR | kindCode("no-translation") | E1000Err.RX_STOPPED);
   equal(errAddress(t), BigInt(IOVA));
-  // While stopped, frames wait in the FIFO; RCTL restarts the ring.
+  // While stopped, frames wait in the packet buffer; RCTL restarts the ring.
   map(IOVA, 0x30_0000, 0x1000);
   map(IOVA + 0x10_0000, 0x40_0000, 0x4_0000);
   t.net.inbound.push(frameTo(NIC_MAC, 64, 3));

@@ -16,6 +16,8 @@ export class FakeNet implements DeviceNet {
   readonly inbound: Uint8Array[] = [];
   /** When false, `transmit` refuses (a full frame ring). */
   accept = true;
+  /** Frames the host could not queue for the NIC (its ring was full). */
+  dropped = 0;
 
   transmit(frame: Uint8Array): boolean {
     if (!this.accept) return false;

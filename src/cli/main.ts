@@ -74,7 +74,16 @@ export const DEFAULT_NETDEVS: readonly NetdevConfig[] = [
   { type: "hub", id: "net1", properties: { hubid: "0" } },
 ];
 
-/** Drives of the default machine: a 64 MiB in-memory disk for the IDE controller. */
+/**
+ * Drives of the default machine: a 64 MiB in-memory disk for the IDE controller.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_DRIVES } from "./main.ts";
+ * import { equal } from "node:assert/strict";
+ * equal(DEFAULT_DRIVES[0]?.size, 64 * 1024 * 1024);
+ * ```
+ */
 export const DEFAULT_DRIVES: readonly DriveConfig[] = [{ id: "disk0", size: 64 * 1024 * 1024 }];
 
 const GENERIC_DEVICE_PROPERTIES = ["id", "addr", "bus"];

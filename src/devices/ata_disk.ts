@@ -18,7 +18,16 @@
 
 import { type DiskBackend, SECTOR_SIZE } from "../storage/disk_backend.ts";
 
-/** Status register bits. */
+/**
+ * Status register bits.
+ *
+ * @example
+ * ```ts
+ * import { AtaStatus } from "./ata_disk.ts";
+ * import { equal } from "node:assert/strict";
+ * equal(AtaStatus.DRDY | AtaStatus.DSC, 0x50); // a ready disk
+ * ```
+ */
 export const AtaStatus = {
   /** Busy. */
   BSY: 0x80,
@@ -34,7 +43,16 @@ export const AtaStatus = {
   ERR: 0x01,
 } as const;
 
-/** Error register bits. */
+/**
+ * Error register bits.
+ *
+ * @example
+ * ```ts
+ * import { AtaError } from "./ata_disk.ts";
+ * import { equal } from "node:assert/strict";
+ * equal(AtaError.IDNF, 0x10);
+ * ```
+ */
 export const AtaError = {
   /** Command aborted. */
   ABRT: 0x04,
@@ -44,7 +62,16 @@ export const AtaError = {
   UNC: 0x40,
 } as const;
 
-/** The commands the drive implements (any other aborts). */
+/**
+ * The commands the drive implements (any other aborts).
+ *
+ * @example
+ * ```ts
+ * import { AtaCommand } from "./ata_disk.ts";
+ * import { equal } from "node:assert/strict";
+ * equal(AtaCommand.READ_DMA_EXT, 0x25);
+ * ```
+ */
 export const AtaCommand = {
   /** IDENTIFY DEVICE. */
   IDENTIFY_DEVICE: 0xec,
@@ -72,7 +99,16 @@ export const AtaCommand = {
   SET_FEATURES: 0xef,
 } as const;
 
-/** Task-file register offsets (command block). */
+/**
+ * Task-file register offsets (command block).
+ *
+ * @example
+ * ```ts
+ * import { AtaRegister } from "./ata_disk.ts";
+ * import { equal } from "node:assert/strict";
+ * equal(0x1f0 + AtaRegister.STATUS_COMMAND, 0x1f7);
+ * ```
+ */
 export const AtaRegister = {
   /** Data (16 or 32 bits). */
   DATA: 0,
@@ -102,7 +138,16 @@ const LBA28_MAX = 0x0fff_ffff;
 /** Log lines per drive before further errors are only counted. */
 const LOG_LIMIT = 16;
 
-/** A DMA data phase the drive asks its bus master for. */
+/**
+ * A DMA data phase the drive asks its bus master for.
+ *
+ * @example
+ * ```ts
+ * import type { AtaDmaRequest } from "./ata_disk.ts";
+ * import { MemoryDisk } from "../storage/memory_disk.ts";
+ * const request: AtaDmaRequest = { toMemory: true, offset: 0, length: 4096, backend: new MemoryDisk(1 << 20) };
+ * ```
+ */
 export interface AtaDmaRequest {
   /** Device → memory (a read command); `false`: memory → device. */
   readonly toMemory: boolean;
@@ -114,7 +159,16 @@ export interface AtaDmaRequest {
   readonly backend: DiskBackend;
 }
 
-/** How a DMA data phase ended, as the bus master tells the drive. */
+/**
+ * How a DMA data phase ended, as the bus master tells the drive.
+ *
+ * @example
+ * ```ts
+ * import type { AtaDmaResult } from "./ata_disk.ts";
+ * import { AtaError } from "./ata_disk.ts";
+ * const failed: AtaDmaResult = { kind: "error", error: AtaError.ABRT, bytesDone: 512 };
+ * ```
+ */
 export type AtaDmaResult =
   /** Every byte moved. */
   | { readonly kind: "done" }
@@ -126,7 +180,20 @@ export type AtaDmaResult =
   /** The transfer failed after `bytesDone` bytes; the command ends with ERR and `error`. */
   | { readonly kind: "error"; readonly error: number; readonly bytesDone: number };
 
-/** What a drive needs from its channel. */
+/**
+ * What a drive needs from its channel.
+ *
+ * @example
+ * ```ts
+ * import type { AtaPort } from "./ata_disk.ts";
+ * const port: AtaPort = {
+ *   raiseIrq: () => {},
+ *   startDma: () => {},
+ *   defer: (task) => void task(),
+ *   log: (message) => console.log(message),
+ * };
+ * ```
+ */
 export interface AtaPort {
   /** Asserts the drive's interrupt request (INTRQ). */
   raiseIrq(): void;
@@ -151,7 +218,15 @@ export interface AtaPort {
   log(message: string): void;
 }
 
-/** The strings IDENTIFY DEVICE reports. */
+/**
+ * The strings IDENTIFY DEVICE reports.
+ *
+ * @example
+ * ```ts
+ * import type { AtaIdentity } from "./ata_disk.ts";
+ * const identity: AtaIdentity = { serial: "QM00013", model: "QEMU HARDDISK", firmware: "2.5+" };
+ * ```
+ */
 export interface AtaIdentity {
   /** Serial number (20 characters). */
   readonly serial: string;
@@ -161,7 +236,16 @@ export interface AtaIdentity {
   readonly firmware: string;
 }
 
-/** Options for {@linkcode AtaDisk}. */
+/**
+ * Options for {@linkcode AtaDisk}.
+ *
+ * @example
+ * ```ts
+ * import type { AtaDiskOptions } from "./ata_disk.ts";
+ * import { MemoryDisk } from "../storage/memory_disk.ts";
+ * const options: AtaDiskOptions = { unit: 0, backend: new MemoryDisk(1 << 20), identity: { serial: "S1" } };
+ * ```
+ */
 export interface AtaDiskOptions {
   /** Unit on the channel (0 master, 1 slave). */
   readonly unit: number;

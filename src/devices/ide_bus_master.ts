@@ -34,7 +34,16 @@ import type { DmaAccess } from "../dma/mmu.ts";
 import { SECTOR_SIZE } from "../storage/disk_backend.ts";
 import type { AtaDmaRequest } from "./ata_disk.ts";
 
-/** BMIC (command register) bits. */
+/**
+ * BMIC (command register) bits.
+ *
+ * @example
+ * ```ts
+ * import { BmCommand } from "./ide_bus_master.ts";
+ * import { equal } from "node:assert/strict";
+ * equal(BmCommand.START | BmCommand.TO_MEMORY, 0x09); // start a READ DMA
+ * ```
+ */
 export const BmCommand = {
   /** Start/stop bus master. */
   START: 0x01,
@@ -42,7 +51,16 @@ export const BmCommand = {
   TO_MEMORY: 0x08,
 } as const;
 
-/** BMIS (status register) bits. */
+/**
+ * BMIS (status register) bits.
+ *
+ * @example
+ * ```ts
+ * import { BmStatus } from "./ide_bus_master.ts";
+ * import { equal } from "node:assert/strict";
+ * equal(BmStatus.ERROR | BmStatus.INTERRUPT, 0x06); // write these to BMIS to clear them
+ * ```
+ */
 export const BmStatus = {
   /** Bus master IDE active. */
   ACTIVE: 0x01,
@@ -56,7 +74,16 @@ export const BmStatus = {
   DRIVE1_DMA: 0x40,
 } as const;
 
-/** Bus-master register offsets within a channel's 8 bytes. */
+/**
+ * Bus-master register offsets within a channel's 8 bytes.
+ *
+ * @example
+ * ```ts
+ * import { BmRegister } from "./ide_bus_master.ts";
+ * import { equal } from "node:assert/strict";
+ * equal(0xc000 + 8 + BmRegister.TABLE, 0xc00c); // the secondary channel's BMIDTP
+ * ```
+ */
 export const BmRegister = {
   /** BMIC. */
   COMMAND: 0,
@@ -66,14 +93,40 @@ export const BmRegister = {
   TABLE: 4,
 } as const;
 
-/** PRD entry: end-of-table flag in the second dword. */
+/**
+ * PRD entry: end-of-table flag in the second dword.
+ *
+ * @example
+ * ```ts
+ * import { PRD_EOT } from "./ide_bus_master.ts";
+ * import { equal } from "node:assert/strict";
+ * equal((PRD_EOT | 0x1000) >>> 0, 0x8000_1000); // last entry, 4 KiB
+ * ```
+ */
 export const PRD_EOT = 0x8000_0000;
-/** A PRD table never crosses a 64 KiB boundary (bus-master specification). */
+/**
+ * A PRD table never crosses a 64 KiB boundary (bus-master specification).
+ *
+ * @example
+ * ```ts
+ * import { PRD_TABLE_REGION } from "./ide_bus_master.ts";
+ * import { equal } from "node:assert/strict";
+ * equal(PRD_TABLE_REGION / 8, 8192); // entries a table can hold
+ * ```
+ */
 export const PRD_TABLE_REGION = 0x1_0000;
 
 const PAGE = 4096;
 
-/** The PRD table as read at the start of a transfer. */
+/**
+ * The PRD table as read at the start of a transfer.
+ *
+ * @example
+ * ```ts
+ * import type { PrdTable } from "./ide_bus_master.ts";
+ * const table: PrdTable = { ok: true, addresses: [0x10000], lengths: [0x10000], total: 0x10000, eot: true };
+ * ```
+ */
 export interface PrdTable {
   /** Always `true` (a fault has `ok: false`). */
   readonly ok: true;
@@ -87,7 +140,15 @@ export interface PrdTable {
   readonly eot: boolean;
 }
 
-/** How a transfer ended. */
+/**
+ * How a transfer ended.
+ *
+ * @example
+ * ```ts
+ * import type { BusMasterOutcome } from "./ide_bus_master.ts";
+ * const outcome: BusMasterOutcome = { kind: "complete", longer: false };
+ * ```
+ */
 export type BusMasterOutcome =
   /** Every byte moved; `longer`: the PRD table described more bytes than the transfer. */
   | { readonly kind: "complete"; readonly longer: boolean }
@@ -107,7 +168,15 @@ export type BusMasterOutcome =
   /** Stopped (BMIC Start cleared, or the channel reset) between chunks. */
   | { readonly kind: "cancelled"; readonly bytesDone: number };
 
-/** Options for {@linkcode BusMasterDma}. */
+/**
+ * Options for {@linkcode BusMasterDma}.
+ *
+ * @example
+ * ```ts
+ * import type { BusMasterOptions } from "./ide_bus_master.ts";
+ * const options: BusMasterOptions = { chunkSize: 1 << 20, directRun: 64 * 1024 };
+ * ```
+ */
 export interface BusMasterOptions {
   /** Bytes per chunk (default 1 MiB). */
   chunkSize?: number;

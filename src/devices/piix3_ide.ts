@@ -37,7 +37,16 @@ import { AtaDisk, type AtaDmaRequest, AtaError, AtaRegister } from "./ata_disk.t
 import type { DeviceDescriptor, DeviceEnv, DeviceModel, DiskAttachment } from "./device_model.ts";
 import { BmStatus, BusMasterDma, type BusMasterOutcome } from "./ide_bus_master.ts";
 
-/** Device control register bits (0x3F6 / 0x376, write). */
+/**
+ * Device control register bits (0x3F6 / 0x376, write).
+ *
+ * @example
+ * ```ts
+ * import { IdeControl } from "./piix3_ide.ts";
+ * import { equal } from "node:assert/strict";
+ * equal(IdeControl.SRST | IdeControl.NIEN, 0x06); // reset with interrupts masked
+ * ```
+ */
 export const IdeControl = {
   /** Interrupts disabled. */
   NIEN: 0x02,
@@ -47,7 +56,16 @@ export const IdeControl = {
   HOB: 0x80,
 } as const;
 
-/** Region numbers of the controller's descriptor. */
+/**
+ * Region numbers of the controller's descriptor.
+ *
+ * @example
+ * ```ts
+ * import { PIIX3_IDE_DESCRIPTOR, Piix3IdeRegion } from "./piix3_ide.ts";
+ * import { equal } from "node:assert/strict";
+ * equal(PIIX3_IDE_DESCRIPTOR.regions[Piix3IdeRegion.CMD1]?.fixedBase, 0x170);
+ * ```
+ */
 export const Piix3IdeRegion = {
   /** Primary command block, 0x1F0–0x1F7. */
   CMD0: 0,
@@ -61,7 +79,16 @@ export const Piix3IdeRegion = {
   BMDMA: 4,
 } as const;
 
-/** Static description of the PIIX3 IDE function, as QEMU's `piix3-ide`. */
+/**
+ * Static description of the PIIX3 IDE function, as QEMU's `piix3-ide`.
+ *
+ * @example
+ * ```ts
+ * import { PIIX3_IDE_DESCRIPTOR } from "./piix3_ide.ts";
+ * import { equal } from "node:assert/strict";
+ * equal(PIIX3_IDE_DESCRIPTOR.pci.classCode, 0x010180);
+ * ```
+ */
 export const PIIX3_IDE_DESCRIPTOR: DeviceDescriptor = {
   type: "piix3-ide",
   description: "Intel PIIX3 IDE controller (8086:7010) with bus-master DMA",
@@ -84,7 +111,16 @@ export const PIIX3_IDE_DESCRIPTOR: DeviceDescriptor = {
   irqs: [{ kind: "isa", line: 14 }, { kind: "isa", line: 15 }],
 };
 
-/** Options for {@linkcode Piix3Ide} (tests inject storage and tune chunking). */
+/**
+ * Options for {@linkcode Piix3Ide} (tests inject storage and tune chunking).
+ *
+ * @example
+ * ```ts
+ * import type { Piix3IdeOptions } from "./piix3_ide.ts";
+ * import { MemoryDisk } from "../storage/memory_disk.ts";
+ * const options: Piix3IdeOptions = { openDisk: (disk) => new MemoryDisk(disk.size ?? 1 << 20), chunkSize: 1 << 16 };
+ * ```
+ */
 export interface Piix3IdeOptions {
   /** Opens a disk's storage (default: its image file, or an in-memory disk). */
   openDisk?: (disk: DiskAttachment) => DiskBackend;

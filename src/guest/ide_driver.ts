@@ -23,7 +23,15 @@ const ST = { BSY: 0x80, DRDY: 0x40, DF: 0x20, DRQ: 0x08, ERR: 0x01 } as const;
 /** BMIS bits. */
 const BM = { ACTIVE: 0x01, ERROR: 0x02, INTERRUPT: 0x04 } as const;
 
-/** A memory region of the driver (physical). */
+/**
+ * A memory region of the driver (physical).
+ *
+ * @example
+ * ```ts
+ * import type { IdeDriverRegion } from "./ide_driver.ts";
+ * const region: IdeDriverRegion = { base: 0x0300_0000, size: 0x0020_0000 }; // a table page, then the buffer
+ * ```
+ */
 export interface IdeDriverRegion {
   /** Physical base (page aligned). */
   readonly base: number;
@@ -31,7 +39,15 @@ export interface IdeDriverRegion {
   readonly size: number;
 }
 
-/** Options for {@linkcode IdeDriver}. */
+/**
+ * Options for {@linkcode IdeDriver}.
+ *
+ * @example
+ * ```ts
+ * import type { IdeDriverOptions } from "./ide_driver.ts";
+ * const options: IdeDriverOptions = { bmBase: 0xc000, channel: 1, unit: 0, region: { base: 0x0300_0000, size: 0x10_0000 } };
+ * ```
+ */
 export interface IdeDriverOptions {
   /** BAR4's I/O address (the bus-master registers). */
   readonly bmBase: number;
@@ -54,7 +70,15 @@ export interface IdeDriverOptions {
   readonly timeoutMs?: number;
 }
 
-/** What IDENTIFY DEVICE reports, decoded. */
+/**
+ * What IDENTIFY DEVICE reports, decoded.
+ *
+ * @example
+ * ```ts
+ * import type { IdeIdentity } from "./ide_driver.ts";
+ * const describe = (id: IdeIdentity) => `${id.model} (${id.sectors} sectors)`;
+ * ```
+ */
 export interface IdeIdentity {
   /** Model number. */
   readonly model: string;
@@ -80,7 +104,18 @@ export interface IdeIdentity {
   readonly words: Uint16Array;
 }
 
-/** The registers a command left behind. */
+/**
+ * The registers a command left behind.
+ *
+ * @example
+ * ```ts
+ * import { describeIdeError, type IdeCommandResult } from "./ide_driver.ts";
+ * import { equal } from "node:assert/strict";
+ * const registers = { status: 0x41, error: 0x10, bmStatus: 0 };
+ * const result: IdeCommandResult = { ...registers, ok: false, description: describeIdeError(registers) };
+ * equal(result.description, "status 0x41 (DRDY ERR), error 0x10 (IDNF)");
+ * ```
+ */
 export interface IdeCommandResult {
   /** Status register. */
   readonly status: number;
@@ -94,7 +129,15 @@ export interface IdeCommandResult {
   readonly description: string;
 }
 
-/** A region of a DMA transfer in the device's address space (IOVA with an IOMMU). */
+/**
+ * A region of a DMA transfer in the device's address space (IOVA with an IOMMU).
+ *
+ * @example
+ * ```ts
+ * import type { IdeDmaRegion } from "./ide_driver.ts";
+ * const regions: IdeDmaRegion[] = [{ address: 0xd000_1000, length: 0x10000 }, { address: 0xd002_0000, length: 512 }];
+ * ```
+ */
 export interface IdeDmaRegion {
   /** Bus address. */
   readonly address: number;
@@ -102,7 +145,20 @@ export interface IdeDmaRegion {
   readonly length: number;
 }
 
-/** A DMA command for {@linkcode IdeDriver.transfer}. */
+/**
+ * A DMA command for {@linkcode IdeDriver.transfer}.
+ *
+ * @example
+ * ```ts
+ * import type { IdeTransferRequest } from "./ide_driver.ts";
+ * const request: IdeTransferRequest = {
+ *   write: false,
+ *   lba: 0,
+ *   count: 8,
+ *   regions: [{ address: 0xd000_1000, length: 4096 }],
+ * };
+ * ```
+ */
 export interface IdeTransferRequest {
   /** Memory → disk (WRITE DMA); else disk → memory. */
   readonly write: boolean;
@@ -118,7 +174,23 @@ export interface IdeTransferRequest {
   readonly prdAddress?: number;
 }
 
-/** A failed command. */
+/**
+ * A failed command.
+ *
+ * @example
+ * ```ts
+ * import { IdeError } from "./ide_driver.ts";
+ * import { equal } from "node:assert/strict";
+ * const error = new IdeError("READ DMA at 0", {
+ *   status: 0x41,
+ *   error: 0x04,
+ *   bmStatus: 0x06,
+ *   ok: false,
+ *   description: "status 0x41 (DRDY ERR), error 0x04 (ABRT), BMIS 0x06 (ERROR INTERRUPT)",
+ * });
+ * equal(error.message, "READ DMA at 0 failed: status 0x41 (DRDY ERR), error 0x04 (ABRT), BMIS 0x06 (ERROR INTERRUPT)");
+ * ```
+ */
 export class IdeError extends Error {
   /** The registers. */
   readonly result: IdeCommandResult;

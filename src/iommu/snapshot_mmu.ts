@@ -35,7 +35,15 @@ export interface InvalidationMessage {
   readonly scope: InvalidationScope;
 }
 
-/** A translation prefetch hint a worker sends to the main isolate over the IOMMU channel. */
+/**
+ * A translation prefetch hint a worker sends to the main isolate over the IOMMU channel.
+ *
+ * @example
+ * ```ts
+ * import type { PrefetchMessage } from "./snapshot_mmu.ts";
+ * const hint: PrefetchMessage = { type: "prefetch", rid: 0x10, iova: 0x4000_0000, length: 1 << 20 };
+ * ```
+ */
 export interface PrefetchMessage {
   /** Always `prefetch`. */
   readonly type: "prefetch";

@@ -5,7 +5,16 @@
  * @module
  */
 
-/** The size of a logical sector in bytes. */
+/**
+ * The size of a logical sector in bytes.
+ *
+ * @example
+ * ```ts
+ * import { SECTOR_SIZE } from "./disk_backend.ts";
+ * import { equal } from "node:assert/strict";
+ * equal(1024 * SECTOR_SIZE, 512 * 1024);
+ * ```
+ */
 export const SECTOR_SIZE = 512;
 
 /**
@@ -17,6 +26,20 @@ export const SECTOR_SIZE = 512;
  * move data straight between the storage and a mapping of guest RAM.
  * Implementations run one operation at a time, in call order, so a write
  * followed by a read of the same sectors reads what was written.
+ *
+ * @example
+ * ```ts
+ * import type { DiskBackend } from "./disk_backend.ts";
+ * import { MemoryDisk } from "./memory_disk.ts";
+ * import { equal } from "node:assert/strict";
+ * const disk: DiskBackend = new MemoryDisk(4096);
+ * await disk.write(512, new Uint8Array([1, 2]));
+ * await disk.flush();
+ * const out = new Uint8Array(2);
+ * await disk.read(512, out);
+ * equal(out[1], 2);
+ * await disk.close();
+ * ```
  */
 export interface DiskBackend {
   /** Capacity in bytes (a multiple of {@linkcode SECTOR_SIZE}). */

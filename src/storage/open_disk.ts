@@ -10,7 +10,16 @@ import type { DiskBackend } from "./disk_backend.ts";
 import { MemoryDisk } from "./memory_disk.ts";
 import { RawImage } from "./raw_image.ts";
 
-/** Default size of an in-memory disk (64 MiB). */
+/**
+ * Default size of an in-memory disk (64 MiB).
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_MEMORY_DISK_SIZE } from "./open_disk.ts";
+ * import { equal } from "node:assert/strict";
+ * equal(DEFAULT_MEMORY_DISK_SIZE, 64 * 1024 * 1024);
+ * ```
+ */
 export const DEFAULT_MEMORY_DISK_SIZE: number = 64 * 1024 * 1024;
 
 /**

@@ -12,7 +12,22 @@
 
 import { checkDiskRange, type DiskBackend, SECTOR_SIZE } from "./disk_backend.ts";
 
-/** Options for {@linkcode RawImage.open}. */
+/**
+ * Options for {@linkcode RawImage.open}.
+ *
+ * @example
+ * ```ts
+ * import { RawImage, type RawImageOptions } from "./raw_image.ts";
+ * import { equal } from "node:assert/strict";
+ * const path = await Deno.makeTempFile();
+ * await Deno.writeFile(path, new Uint8Array(512));
+ * const options: RawImageOptions = { readonly: true };
+ * const image = RawImage.openSync(path, options);
+ * equal(image.readonly, true);
+ * await image.close();
+ * await Deno.remove(path);
+ * ```
+ */
 export interface RawImageOptions {
   /** Open read-only; writes are refused (default false). */
   readonly?: boolean;

@@ -486,28 +486,10 @@ export class IdeDriver {
     const out = new Uint8Array(count * SECTOR);
     const view = new DataView(out.buffer);
     const g = this.#guest;
-    let done = 0;
-    while (done < count) {
-      const ext = this.#lba48 && (lba + done + 256 > 0x1000_0000 || count - done > 256);
-      const n = Math.min(count - done, ext ? 65536 : 256);
-      this.#select();
-      this.#waitNotBusy("READ SECTORS");
-      this.#taskFile(lba + done, n, ext);
-      g.out8(this.#cmd + 7, ext ? 0x24 : 0x20);
-      for (let s = 0; s < n; s++) {
-        const status = this.#waitNotBusy("READ SECTORS");
-        if ((status & ST.ERR) || !(status & ST.DRQ)) {
-          throw new IdeError(
-            `READ SECTORS at ${lba + done + s}`,
-            this.#result(g.in8(this.#cmd + 7), g.in8(this.#cmd + 1), undefined),
-          );
-        }
-        g.in8(this.#cmd + 7); // acknowledge the sector's interrupt
-        const at = (done + s) * SECTOR;
-        for (let i = 0; i < SECTOR; i += 4) view.setUint32(at + i, g.in32(this.#cmd), true);
-      }
-      done += n;
-    }
+    this.#pio(lba, count, false, (at) => {
+      g.in8(this.#cmd + 7); // acknowledge the sector's interrupt
+      for (let i = 0; i < SECTOR; i += 4) view.setUint32(at + i, g.in32(this.#cmd), true);
+    });
     return out;
   }
 
@@ -520,32 +502,42 @@ export class IdeDriver {
    */
   writePio(lba: number, data: Uint8Array): void {
     if (data.length % SECTOR !== 0) throw new RangeError("PIO writes take whole sectors");
-    const count = data.length / SECTOR;
     const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
     const g = this.#guest;
+    this.#pio(lba, data.length / SECTOR, true, (at) => {
+      for (let i = 0; i < SECTOR; i += 4) g.out32(this.#cmd, view.getUint32(at + i, true));
+    });
+  }
+
+  /**
+   * PIO commands for `count` sectors from `lba`: for each sector, waits for
+   * DRQ and lets `sector` move its 512 bytes (at byte `at` of the whole transfer).
+   */
+  #pio(lba: number, count: number, write: boolean, sector: (at: number) => void): void {
+    const g = this.#guest;
+    const name = write ? "WRITE SECTORS" : "READ SECTORS";
     let done = 0;
     while (done < count) {
       const ext = this.#lba48 && (lba + done + 256 > 0x1000_0000 || count - done > 256);
       const n = Math.min(count - done, ext ? 65536 : 256);
       this.#select();
-      this.#waitNotBusy("WRITE SECTORS");
+      this.#waitNotBusy(name);
       this.#taskFile(lba + done, n, ext);
-      g.out8(this.#cmd + 7, ext ? 0x34 : 0x30);
+      g.out8(this.#cmd + 7, write ? (ext ? 0x34 : 0x30) : (ext ? 0x24 : 0x20));
       for (let s = 0; s < n; s++) {
-        const status = this.#waitNotBusy("WRITE SECTORS");
+        const status = this.#waitNotBusy(name);
         if ((status & ST.ERR) || !(status & ST.DRQ)) {
           throw new IdeError(
-            `WRITE SECTORS at ${lba + done + s}`,
+            `${name} at ${lba + done + s}`,
             this.#result(g.in8(this.#cmd + 7), g.in8(this.#cmd + 1), undefined),
           );
         }
-        const at = (done + s) * SECTOR;
-        for (let i = 0; i < SECTOR; i += 4) g.out32(this.#cmd, view.getUint32(at + i, true));
+        sector((done + s) * SECTOR);
       }
-      const status = this.#waitNotBusy("WRITE SECTORS");
-      const result = this.#result(g.in8(this.#cmd + 7), g.in8(this.#cmd + 1), undefined);
-      if (!result.ok || (status & ST.DRQ)) {
-        throw new IdeError(`WRITE SECTORS at ${lba + done}`, result);
+      if (write) {
+        const status = this.#waitNotBusy(name);
+        const result = this.#result(g.in8(this.#cmd + 7), g.in8(this.#cmd + 1), undefined);
+        if (!result.ok || (status & ST.DRQ)) throw new IdeError(`${name} at ${lba + done}`, result);
       }
       done += n;
     }

@@ -52,23 +52,10 @@ export class MemoryDisk implements DiskBackend {
    * @returns Resolves when done.
    */
   read(offset: number, dest: Uint8Array): Promise<void> {
-    try {
-      checkDiskRange(this.size, offset, dest.length);
-      let done = 0;
-      while (done < dest.length) {
-        const at = offset + done;
-        const index = Math.floor(at / BLOCK);
-        const within = at - index * BLOCK;
-        const n = Math.min(BLOCK - within, dest.length - done);
-        const block = this.#blocks.get(index);
-        if (block) dest.set(block.subarray(within, within + n), done);
-        else dest.fill(0, done, done + n);
-        done += n;
-      }
-      return Promise.resolve();
-    } catch (error) {
-      return Promise.reject(error);
-    }
+    return this.#each(offset, dest.length, (block, within, done, n) => {
+      if (block) dest.set(block.subarray(within, within + n), done);
+      else dest.fill(0, done, done + n);
+    }, false);
   }
 
   /**
@@ -79,18 +66,32 @@ export class MemoryDisk implements DiskBackend {
    * @returns Resolves when done; rejects for a read-only disk.
    */
   write(offset: number, src: Uint8Array): Promise<void> {
+    if (this.readonly) {
+      return Promise.reject(new Deno.errors.PermissionDenied("The disk is read-only"));
+    }
+    return this.#each(offset, src.length, (block, within, done, n) => {
+      block!.set(src.subarray(done, done + n), within);
+    }, true);
+  }
+
+  /** Calls `part` for each block piece of `[offset, offset + length)` (allocating blocks when asked). */
+  #each(
+    offset: number,
+    length: number,
+    part: (block: Uint8Array | undefined, within: number, done: number, n: number) => void,
+    allocate: boolean,
+  ): Promise<void> {
     try {
-      if (this.readonly) throw new Deno.errors.PermissionDenied("The disk is read-only");
-      checkDiskRange(this.size, offset, src.length);
+      checkDiskRange(this.size, offset, length);
       let done = 0;
-      while (done < src.length) {
+      while (done < length) {
         const at = offset + done;
         const index = Math.floor(at / BLOCK);
         const within = at - index * BLOCK;
-        const n = Math.min(BLOCK - within, src.length - done);
+        const n = Math.min(BLOCK - within, length - done);
         let block = this.#blocks.get(index);
-        if (!block) this.#blocks.set(index, block = new Uint8Array(BLOCK));
-        block.set(src.subarray(done, done + n), within);
+        if (!block && allocate) this.#blocks.set(index, block = new Uint8Array(BLOCK));
+        part(block, within, done, n);
         done += n;
       }
       return Promise.resolve();

@@ -14,23 +14,13 @@
 //   deno bench -A tests/bench/ide_bench.ts     (or: deno task bench)
 //
 // Goal: scattered pages at ≥ 1.5× QEMU's scattered throughput.
-import { dmaworksSession, ideMachine, type Io, qemuSession } from "../ide/qtest_harness.ts";
+import { dmaworksSession, ideMachine, type Io, QEMU, qemuSession } from "../ide/qtest_harness.ts";
 import type { BenchCommand } from "./ide_bench_guest.ts";
 
 const TOTAL = 64 * 1024 * 1024;
 const ROUNDS = 7;
 const WARMUP = 2;
 const GUEST = new URL("./ide_bench_guest.ts", import.meta.url);
-const QEMU = (() => {
-  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
-    try {
-      if (dir && Deno.statSync(`${dir}/qemu-system-x86_64`).isFile) return true;
-    } catch {
-      // Not here.
-    }
-  }
-  return false;
-})();
 
 function median(values: number[]): number {
   return [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;

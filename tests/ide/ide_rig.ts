@@ -7,6 +7,8 @@ import { Piix3Ide, type Piix3IdeOptions } from "../../src/devices/piix3_ide.ts";
 import { GuestMemory } from "../../src/memory/guest_memory.ts";
 import type { DiskBackend } from "../../src/storage/disk_backend.ts";
 import { MemoryDisk } from "../../src/storage/memory_disk.ts";
+import { pattern } from "./pattern.ts";
+export { pattern };
 
 /** Where the rig pretends BAR4 is (ports 0xc000–0xc00f). */
 export const BM_BASE = 0xc000;
@@ -272,19 +274,6 @@ export async function runDma(t: IdeRig, o: RunDmaOptions): Promise<DmaOutcome> {
   const status = t.inb(base + 7);
   t.outb(bm, dir); // stop, as the driver does after the interrupt
   return { bmis, status, error, irqs: t.env.raises[bus]! - before };
-}
-
-/** A deterministic byte pattern. */
-export function pattern(length: number, seed = 1): Uint8Array {
-  const out = new Uint8Array(length);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
 }
 
 /** Reads `sectors` sectors by PIO (READ SECTORS), checking DRQ before each block. */

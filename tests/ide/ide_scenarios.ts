@@ -2,6 +2,8 @@
 // the same scenario checks dmaworks alone (ide_qtest_test.ts) and compares
 // dmaworks with QEMU 7.2 (ide_qemu_test.ts).
 import { BM, type Io } from "./qtest_harness.ts";
+import { pattern } from "./pattern.ts";
+export { pattern };
 
 /** Where scenarios put PRD tables and buffers (guest-physical, in RAM). */
 export const PRD = 0x10_0000;
@@ -136,19 +138,6 @@ export async function identify(
   for (let i = 0; i < 256; i++) words.push(await io.inw(0x1f0));
   const after = await io.inb(0x1f7);
   return { before, words, after };
-}
-
-/** A deterministic byte pattern. */
-export function pattern(length: number, seed = 1): Uint8Array {
-  const out = new Uint8Array(length);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
 }
 
 // ---------------------------------------------------------------------------

@@ -5,19 +5,7 @@ import { Machine, type MachineConfig } from "../../src/machine/machine.ts";
 import { QtestClient } from "../../src/qtest/qtest_client.ts";
 import { QtestServer } from "../../src/qtest/qtest_server.ts";
 import { decodeBase64, encodeBase64 } from "../../src/qtest/qtest_protocol.ts";
-
-/** The full path of `command` on PATH, if any. */
-export function which(command: string): string | undefined {
-  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
-    if (!dir) continue;
-    try {
-      if (Deno.statSync(`${dir}/${command}`).isFile) return `${dir}/${command}`;
-    } catch {
-      // Not here.
-    }
-  }
-  return undefined;
-}
+import { which } from "../qtest/qtest_test_utils.ts";
 
 /** QEMU, when installed. */
 export const QEMU: string | undefined = which("qemu-system-x86_64");

@@ -1,0 +1,14 @@
+// The deterministic byte pattern the IDE tests, fixtures and scenarios share.
+
+/** `length` bytes of an xorshift sequence seeded with `seed`. */
+export function pattern(length: number, seed = 1): Uint8Array {
+  const out = new Uint8Array(length);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  return out;
+}

@@ -66,6 +66,24 @@ Deno.test("e1000 in a machine: config space as QEMU 7.2 shows it at 00:03.0 (GSI
   equal(await machine.in(0xc004, 4), 0x8008_0783);
 });
 
+Deno.test("e1000 in a machine: ICR clears on read exactly once through the mailbox; INTx on GSI 23", async () => {
+  await using machine = await Machine.create({ devices: [{ type: "e1000", addr: "03.0" }] });
+  await machine.out(0xcf8, 4, 0x8000_1810);
+  await machine.out(0xcfc, 4, 0xfe00_0000);
+  await machine.out(0xcf8, 4, 0x8000_1804);
+  await machine.out(0xcfc, 2, 0x0006);
+  await machine.write(0xfe00_00d0, 4, 0x04); // IMS: LSC
+  await machine.write(0xfe00_00c8, 4, 0x05); // ICS: TXDW | LSC
+  equal(machine.irq.lineLevel(23), true);
+  // Two reads posted back to back: the first sees the causes, the second nothing.
+  const [first, second] = await Promise.all([
+    machine.read(0xfe00_00c0, 4),
+    machine.read(0xfe00_00c0, 4),
+  ]);
+  deepEqual([first, second], [0x05n, 0n]);
+  equal(machine.irq.lineLevel(23), false);
+});
+
 Deno.test("e1000 in a machine: default MACs count up as QEMU's; a bad mac is refused by name", async () => {
   await using machine = await Machine.create({
     devices: [{ type: "e1000", addr: "03.0" }, { type: "e1000", addr: "05.0" }],

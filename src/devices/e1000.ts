@@ -34,6 +34,7 @@
  * | a receive descriptor that faults | the receive ring stops, the frame is dropped (MPC), ERRCAUSE 10 |
  * | a receive buffer that faults | that descriptor is written back with DD, EOP and the RXE error, the ring stops, ERRCAUSE 11 |
  * | no receive buffers | frames wait in the packet buffer (RNBC); when it is full they are lost (MPC, ICR.RXO) |
+ * | a frame that needs more buffers than the whole ring has | lost (MPC, ICR.RXO), as in QEMU |
  *
  * A stopped transmit ring restarts when TCTL is written, a stopped receive
  * ring when RCTL is written; CTRL.RST resets everything. ICR.ERR and the
@@ -1251,6 +1252,11 @@ export class E1000Device implements DeviceModel {
         this.#saturate(w(S.MPC));
         break;
       }
+      if (outcome === "too-big") {
+        this.#saturate(w(S.MPC));
+        cause |= E1000Icr.RXO;
+        continue;
+      }
       delivered++;
       cause |= E1000Icr.RXT0;
     }
@@ -1329,7 +1335,7 @@ export class E1000Device implements DeviceModel {
   }
 
   /** Moves the frame in hand to receive buffers. */
-  #deliver(frame: Uint8Array): "done" | "wait" | "stopped" {
+  #deliver(frame: Uint8Array): "done" | "wait" | "stopped" | "too-big" {
     const m = this.#mac;
     const rctl = m[w(R.RCTL)]!;
     const n = this.#ringSize(R.RDLEN);
@@ -1349,6 +1355,9 @@ export class E1000Device implements DeviceModel {
     const total = frame.length + (secrc ? 0 : ETH_FCS_BYTES);
     const bufSize = this.#bufferSize(rctl);
     const needed = Math.ceil(total / bufSize);
+    // The ring can never hold it (at most n - 1 descriptors are the device's):
+    // lost, as QEMU does, rather than blocking every later frame.
+    if (needed > n - 1) return "too-big";
     // Claim descriptors (the prefetch): those without a buffer address are
     // written back empty and passed over, as the datasheet says.
     const slots = this.#rxSlots;

@@ -508,3 +508,18 @@ Deno.test("no TX → RX → TX loop: a received frame that writes descriptors ca
   await t.run();
   equal(t.r(E1000Stat.TPT), 2, "two more, only because the guest asked");
 });
+
+Deno.test("a frame needing more buffers than the whole ring is lost (MPC, RXO), not a deadlock", async () => {
+  const t = new Rig();
+  // 8 descriptors of 256 bytes: at most 7 are the device's, 1792 bytes.
+  const rx = new RxRing(t, { ring: 0x30_0000, buffers: 0x40_0000, count: 8 }, {
+    rctl: 0x2 | 0x0400_0000 | (3 << 16) | 0x20,
+  });
+  t.w(R.IMS, E1000Icr.RXO);
+  t.net.inbound.push(frameTo(NIC_MAC, 4000), frameTo(NIC_MAC, 200));
+  t.nic.onNetReceive();
+  await t.run();
+  equal(t.r(E1000Stat.MPC), 1);
+  equal(t.env.level, true);
+  equal(rx.descriptor(0).length, 200, "the next frame was received");
+});

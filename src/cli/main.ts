@@ -37,6 +37,8 @@ import {
   parseSize,
 } from "./args.ts";
 
+export type { CommandLine, DeviceOption } from "./args.ts";
+
 /** Where the CLI writes. */
 export interface CliIo {
   /** Normal output (summaries). */

@@ -112,6 +112,16 @@ export class NetHub {
 
 /**
  * A hub netdev: one port of a {@linkcode NetHub}, connected to at most one NIC.
+ *
+ * @example Properties are checked as QEMU's are
+ * ```ts
+ * import { HubNetdev } from "./hub.ts";
+ * import { equal, throws } from "node:assert/strict";
+ * throws(() => HubNetdev.create({ type: "hub", id: "h0" }), /hub needs hubid=/);
+ * const port = HubNetdev.create({ type: "hub", id: "h0", properties: { hubid: "3" } });
+ * equal(port.hub.hubid, 3);
+ * port.close();
+ * ```
  */
 export class HubNetdev implements Netdev {
   /** The netdev id. */

@@ -182,8 +182,11 @@ export interface BusMasterOptions {
   chunkSize?: number;
   /**
    * Runs at least this long (on average over a chunk) go straight between
-   * the disk and guest RAM; shorter ones through the bounce buffer
-   * (default 64 KiB).
+   * the disk and guest RAM; shorter ones through the bounce buffer. Default
+   * `Infinity`: everything bounces, because an asynchronous disk operation
+   * into a mapping's view could land after a worker was stopped on the
+   * invalidation-timeout path (see `DmaContext.transact`); a finite value
+   * trades that guarantee for zero-copy transfers.
    */
   directRun?: number;
   /** Called when BMIC's Start bit goes from 0 to 1. */
@@ -237,7 +240,7 @@ export class BusMasterDma {
     if (!(Number.isInteger(this.#chunk) && this.#chunk >= SECTOR_SIZE)) {
       throw new RangeError(`Invalid chunk size ${options.chunkSize}: at least 512 bytes`);
     }
-    this.#directRun = options.directRun ?? 64 * 1024;
+    this.#directRun = options.directRun ?? Infinity;
     this.#onStart = options.onStart ?? (() => {});
     this.#onStop = options.onStop ?? (() => {});
   }

@@ -126,7 +126,7 @@ export interface Piix3IdeOptions {
   openDisk?: (disk: DiskAttachment) => DiskBackend;
   /** Bytes per DMA chunk (default 1 MiB). */
   chunkSize?: number;
-  /** Average run length from which DMA goes straight to guest RAM (default 64 KiB). */
+  /** Average run length from which DMA goes straight to guest RAM (default `Infinity`: always bounce). */
   directRun?: number;
 }
 

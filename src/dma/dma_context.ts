@@ -390,6 +390,28 @@ export class DmaContext {
   }
 
   /**
+   * Runs `work` as one DMA transaction: synchronous code that uses mapping
+   * views (or several DMA calls that must see one consistent set of
+   * translations) runs between the transaction's start (the invalidation
+   * check) and end. Host I/O must not write into a mapping's view
+   * asynchronously: a worker stopped for missing an invalidation deadline
+   * could not stop the operating system's write, so device models move data
+   * between guest memory and host I/O through their own buffers.
+   *
+   * @param work Synchronous work.
+   * @returns What `work` returned, or the fault when bus mastering is off.
+   */
+  transact<T>(work: () => T): T | DmaFault {
+    const f = this.#begin(0, "read");
+    if (f) return f;
+    try {
+      return work();
+    } finally {
+      this.#end();
+    }
+  }
+
+  /**
    * Reads the pieces of `sg` into `dest`, in order.
    *
    * @param sg The scatter-gather list.

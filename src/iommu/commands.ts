@@ -171,6 +171,28 @@ export function decodeCommand(q0: bigint, q1: bigint): IommuCommand {
   }
 }
 
+/** Encoders of every command a guest driver sends. */
+export interface CommandEncoders {
+  /** COMPLETION_WAIT. */
+  completionWait(
+    options: { storeAddress?: number; storeData?: bigint; interrupt?: boolean; flush?: boolean },
+  ): [bigint, bigint];
+  /** INVALIDATE_DEVTAB_ENTRY. */
+  invalidateDevtabEntry(deviceId: number): [bigint, bigint];
+  /** INVALIDATE_IOMMU_PAGES (PDE = 1). */
+  invalidatePages(options: { domainId: number; start?: number; size?: number }): [bigint, bigint];
+  /** INVALIDATE_IOTLB_PAGES. */
+  invalidateIotlbPages(
+    options: { deviceId: number; start?: number; size?: number },
+  ): [bigint, bigint];
+  /** INVALIDATE_INTERRUPT_TABLE. */
+  invalidateInterruptTable(deviceId: number): [bigint, bigint];
+  /** PREFETCH_IOMMU_PAGES. */
+  prefetchPages(options: { deviceId: number; address: number; count?: number }): [bigint, bigint];
+  /** INVALIDATE_IOMMU_ALL. */
+  invalidateAll(): [bigint, bigint];
+}
+
 /**
  * Command encoders for guest drivers.
  *
@@ -183,7 +205,7 @@ export function decodeCommand(q0: bigint, q1: bigint): IommuCommand {
  * equal(c.op === "INVALIDATE_IOMMU_PAGES" && c.range.end, 0x3fffff);
  * ```
  */
-export const commands = {
+export const commands: CommandEncoders = {
   /**
    * COMPLETION_WAIT.
    *

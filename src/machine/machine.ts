@@ -219,6 +219,9 @@ interface MachineDevice {
 
 const AGENT_URL = new URL("../../workers/agent_worker.ts", import.meta.url);
 
+/** How long a terminated device worker may still finish the copy it had begun. */
+const TERMINATION_GRACE_MS = 100;
+
 function ones(size: number): bigint {
   return (1n << BigInt(8 * size)) - 1n;
 }
@@ -700,12 +703,12 @@ export class Machine {
     const device = this.#devices.find((d) => d.link === link);
     if (!device) return;
     device.host.fail(reason);
-    // terminate() stops the worker at its next interrupt check; a DMA copy that
-    // was already running (the transaction counter is odd) still finishes.
-    // Give it time to land before the invalidation completes.
-    if (Atomics.load(device.host.words, TargetCtrl.TXN) & 1) {
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
+    // terminate() stops the worker at its next interrupt check, not at once: a
+    // step it has begun (a DMA copy, which is synchronous JavaScript inside a
+    // transaction) still completes. Wait longer than any such step before the
+    // invalidation completes. (The SPIN model checks this path: without the
+    // wait, a copy can land after the completion.)
+    await new Promise((resolve) => setTimeout(resolve, TERMINATION_GRACE_MS));
   }
 
   /**
@@ -726,7 +729,11 @@ export class Machine {
     if (!device) throw new Error(`Unknown device '${fault.device}'`);
     if (fault.kind === "stall-device") device.host.control({ type: "stall", ms: fault.ms });
     else if (fault.kind === "crash-device") {
-      device.host.control({ type: "crash", message: "Injected crash", uncaught: fault.uncaught ?? false });
+      device.host.control({
+        type: "crash",
+        message: "Injected crash",
+        uncaught: fault.uncaught ?? false,
+      });
     } else device.host.fail(`Device ${fault.device} was killed (injected fault)`);
   }
 

@@ -24,6 +24,7 @@
 
 // Machines, configuration and guests
 export * from "./src/machine/machine.ts";
+export * from "./src/machine/trace_categories.ts";
 export * from "./src/machine/virtual_clock.ts";
 export * from "./src/guest/guest.ts";
 export * from "./src/shared/irq_lines.ts";
@@ -38,6 +39,7 @@ export * from "./src/dma/dma_result.ts";
 export * from "./src/dma/sg_list.ts";
 export * from "./src/dma/dma_context.ts";
 export * from "./src/dma/dma_trace.ts";
+export * from "./src/dma/dma_trace_lines.ts";
 
 // PCI
 export * from "./src/pci/pci_function.ts";

@@ -114,6 +114,14 @@ export interface DeviceEnv {
    */
   log(message: string): void;
   /**
+   * Records a trace line (`-d ide`, `-d e1000`, `-d edu`): present only
+   * while the machine traces this device's category, so a model calls it as
+   * `env.trace?.(…)` and builds no string otherwise.
+   *
+   * @param message The line, without the device's name.
+   */
+  readonly trace?: (message: string) => void;
+  /**
    * Runs `task` soon, after the current register access returns (so that a
    * long job never delays register reads of other producers).
    *

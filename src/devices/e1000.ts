@@ -72,6 +72,7 @@ import {
   ETH_HEADER_BYTES,
   ETH_MIN_FRAME,
   ethernetCrc32,
+  formatMac,
   isBroadcast,
   isMulticast,
   parseMac,
@@ -242,6 +243,29 @@ const STORAGE_RANGES: ReadonlyArray<readonly [number, number]> = [
 ];
 
 /** Registers that keep only their low 16 bits. */
+/** Registers whose writes `-d e1000` reports (the ring tails are reported as frames instead). */
+const TRACED_REGISTERS: Readonly<Record<number, string>> = {
+  [R.CTRL]: "CTRL",
+  [R.RCTL]: "RCTL",
+  [R.TCTL]: "TCTL",
+  [R.IMS]: "IMS",
+  [R.IMC]: "IMC",
+  [R.RDBAL]: "RDBAL",
+  [R.RDBAH]: "RDBAH",
+  [R.RDLEN]: "RDLEN",
+  [R.TDBAL]: "TDBAL",
+  [R.TDBAH]: "TDBAH",
+  [R.TDLEN]: "TDLEN",
+};
+
+/** A frame for a trace line: length, addresses, EtherType. */
+function describeFrame(frame: Uint8Array): string {
+  const type = frame.length >= 14 ? ((frame[12]! << 8) | frame[13]!).toString(16) : "?";
+  return `len=${frame.length} dst=${formatMac(frame.subarray(0, 6))} src=${
+    formatMac(frame.subarray(6, 12))
+  } type=0x${type.padStart(4, "0")}`;
+}
+
 const LOW16 = new Set<number>([R.ITR, R.RDTR, R.RADV, R.TIDV, R.TADV, R.TDH, R.RDH].map(w));
 
 /** 64-bit statistics pairs: high word → low word. */
@@ -579,6 +603,11 @@ export class E1000Device implements DeviceModel {
   #writeReg(offset: number, value: number): void {
     const m = this.#mac;
     const i = offset >>> 2;
+    if (this.#env.trace !== undefined && TRACED_REGISTERS[offset] !== undefined) {
+      this.#env.trace(
+        `write ${TRACED_REGISTERS[offset]} = 0x${(value >>> 0).toString(16).padStart(8, "0")}`,
+      );
+    }
     switch (offset) {
       case R.CTRL: {
         if (value & E1000Ctrl.RST) {
@@ -686,6 +715,7 @@ export class E1000Device implements DeviceModel {
   }
 
   #reset(): void {
+    this.#env.trace?.("reset");
     const m = this.#mac;
     m.fill(0);
     m[w(R.PBA)] = 0x0010_0030;
@@ -738,6 +768,11 @@ export class E1000Device implements DeviceModel {
     const level = (this.#mac[w(R.ICR)]! & this.#mac[w(R.IMS)]!) !== 0;
     if (level !== this.#irqLevel) {
       this.#irqLevel = level;
+      this.#env.trace?.(
+        `interrupt ${level ? "raised" : "lowered"}: ICR 0x${
+          (this.#mac[w(R.ICR)]! >>> 0).toString(16)
+        } IMS 0x${(this.#mac[w(R.IMS)]! >>> 0).toString(16)}`,
+      );
       this.#env.setIrq(0, level);
     }
   }
@@ -752,6 +787,7 @@ export class E1000Device implements DeviceModel {
     this.#errAddress = BigInt.asUintN(64, BigInt(address));
     this.#saturate(w(R.ERRCOUNT));
     this.#raise(E1000Icr.ERR);
+    this.#env.trace?.(`error: ${what}`);
     this.#env.log(`e1000: ${what}`);
   }
 
@@ -1160,6 +1196,7 @@ export class E1000Device implements DeviceModel {
   #emit(size: number): void {
     const frame = this.#txData.subarray(0, size);
     const m = this.#mac;
+    this.#env.trace?.(`tx frame ${describeFrame(frame)}`);
     this.#saturate(w(S.TPT));
     this.#saturate(w(S.GPTC));
     this.#grow64(w(S.TOTL), size + ETH_FCS_BYTES);
@@ -1236,10 +1273,26 @@ export class E1000Device implements DeviceModel {
         if (f === undefined) break;
         this.#rxHead = this.#accept(f);
         this.#rxHeadWaiting = false;
+        if (this.#rxHead === undefined) {
+          this.#env.trace?.(
+            `rx frame ${describeFrame(f)} dropped (receiver off, filtered out or oversized)`,
+          );
+        }
         continue;
       }
       if (this.#rxStopped) break; // frames wait in the packet buffer
       const outcome = this.#deliver(this.#rxHead);
+      this.#env.trace?.(
+        `rx frame ${describeFrame(this.#rxHead)}: ${
+          outcome === "done"
+            ? `delivered, RDH ${m[w(R.RDH)]}`
+            : outcome === "wait"
+            ? "waiting for receive buffers"
+            : outcome === "stopped"
+            ? "lost: the receive ring stopped"
+            : "lost: larger than the whole ring"
+        }`,
+      );
       if (outcome === "wait") {
         if (!this.#rxHeadWaiting) {
           this.#rxHeadWaiting = true;

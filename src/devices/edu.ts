@@ -257,6 +257,7 @@ export class EduDevice implements DeviceModel {
       case 0x08:
         if (this.#status & EduStatus.COMPUTING) break;
         this.#fact = value >>> 0;
+        this.#env.trace?.(`factorial of ${this.#fact}`);
         this.#status |= EduStatus.COMPUTING;
         this.#env.defer(() => this.#computeFactorial());
         break;
@@ -305,6 +306,17 @@ export class EduDevice implements DeviceModel {
         if (!(value & BigInt(EduDmaCommand.RUN))) break;
         this.#cmd = value;
         this.#stop = false;
+        this.#env.trace?.(
+          `DMA start command 0x${value.toString(16)} (${
+            value & BigInt(EduDmaCommand.COPY)
+              ? "copy"
+              : value & BigInt(EduDmaCommand.TO_RAM)
+              ? "device -> RAM"
+              : "RAM -> device"
+          }${value & BigInt(EduDmaCommand.REPEAT) ? ", repeat" : ""}) src 0x${
+            this.#src.toString(16)
+          } dst 0x${this.#dst.toString(16)} count ${this.#cnt}`,
+        );
         this.#env.defer(() => this.#runDma());
         break;
     }
@@ -334,6 +346,11 @@ export class EduDevice implements DeviceModel {
     }
     this.#stop = false;
     this.#cmd &= ~BigInt(EduDmaCommand.RUN);
+    this.#env.trace?.(
+      ok
+        ? `DMA done after ${this.#iterations} transfers in total`
+        : `DMA failed: fault code ${this.#faultCode} at 0x${this.#faultAddress.toString(16)}`,
+    );
     if (cmd & BigInt(EduDmaCommand.IRQ)) this.#raise(EduIrq.DMA);
   }
 
@@ -398,11 +415,13 @@ export class EduDevice implements DeviceModel {
   }
 
   #raise(bits: number): void {
+    this.#env.trace?.(`interrupt status |= 0x${bits.toString(16)}`);
     this.#irqStatus = (this.#irqStatus | bits) >>> 0;
     if (this.#irqStatus) this.#env.setIrq(0, true);
   }
 
   #lower(bits: number): void {
+    this.#env.trace?.(`interrupt acknowledged 0x${bits.toString(16)}`);
     this.#irqStatus = (this.#irqStatus & ~bits) >>> 0;
     if (!this.#irqStatus) this.#env.setIrq(0, false);
   }

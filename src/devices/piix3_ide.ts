@@ -130,6 +130,24 @@ export interface Piix3IdeOptions {
   directRun?: number;
 }
 
+/** Command names for trace lines. */
+const COMMAND_NAMES: Readonly<Record<number, string>> = {
+  0xec: "IDENTIFY DEVICE",
+  0x20: "READ SECTORS",
+  0x24: "READ SECTORS EXT",
+  0x30: "WRITE SECTORS",
+  0x34: "WRITE SECTORS EXT",
+  0xc8: "READ DMA",
+  0x25: "READ DMA EXT",
+  0xca: "WRITE DMA",
+  0x35: "WRITE DMA EXT",
+  0xe7: "FLUSH CACHE",
+  0xea: "FLUSH CACHE EXT",
+  0xef: "SET FEATURES",
+};
+
+const hex2 = (n: number) => `0x${n.toString(16).padStart(2, "0")}`;
+
 /** One IDE channel: two drive slots, device control, INTRQ and the bus master. */
 class IdeChannel {
   readonly index: number;
@@ -220,6 +238,11 @@ class IdeChannel {
       // Writing the command register acknowledges a pending interrupt (as QEMU).
       this.#irqPending = false;
       this.#updateLine();
+      this.#env.trace?.(
+        `channel ${this.index} unit ${selected.unit}: command ${hex2(byte)} ${
+          COMMAND_NAMES[byte] ?? "(not implemented)"
+        }${selected.present ? "" : " (no drive)"}`,
+      );
       selected.execute(byte);
       return;
     }
@@ -237,6 +260,7 @@ class IdeChannel {
     const was = this.#control;
     this.#control = byte;
     if ((byte & IdeControl.SRST) && !(was & IdeControl.SRST)) {
+      this.#env.trace?.(`channel ${this.index}: software reset`);
       this.#cancelDma();
       for (const drive of this.drives) drive.assertReset();
       this.#irqPending = false;
@@ -255,6 +279,11 @@ class IdeChannel {
     const level = this.#irqPending && !(this.#control & IdeControl.NIEN);
     if (level === this.#line) return;
     this.#line = level;
+    this.#env.trace?.(
+      `channel ${this.index}: IRQ ${14 + this.index} ${level ? "raised" : "lowered"}${
+        level ? `, status ${hex2(this.selected.status)}` : ""
+      }`,
+    );
     if (level) this.bm.status |= BmStatus.INTERRUPT;
     this.#env.setIrq(this.index, level);
   }
@@ -262,6 +291,11 @@ class IdeChannel {
   // ---- DMA ----
 
   #startDma(request: AtaDmaRequest, drive: AtaDisk): void {
+    this.#env.trace?.(
+      `channel ${this.index} unit ${drive.unit}: DMA ${
+        request.toMemory ? "disk -> memory" : "memory -> disk"
+      } lba ${request.offset / 512} sectors ${request.length / 512} (${request.length} bytes)`,
+    );
     this.#pending = { request, drive };
     this.#maybeRun();
   }
@@ -297,6 +331,11 @@ class IdeChannel {
   async #settle(outcome: BusMasterOutcome, request: AtaDmaRequest, drive: AtaDisk): Promise<void> {
     const bm = this.bm;
     const where = `ide: channel ${this.index} unit ${drive.unit}`;
+    this.#env.trace?.(
+      `channel ${this.index} unit ${drive.unit}: DMA ${outcome.kind}${
+        "bytesDone" in outcome ? ` after ${outcome.bytesDone} bytes` : ""
+      }`,
+    );
     switch (outcome.kind) {
       case "complete":
         await drive.finishDma({ kind: "done" }, () => {

@@ -153,6 +153,7 @@ export class DmaContext {
   #tracePhys = 0;
   #traceAccess: DmaAccess = "read";
   #tracePending = false;
+  #traceContinued = false;
 
   /**
    * Creates a DMA context.
@@ -243,6 +244,7 @@ export class DmaContext {
       this.#traceIova = iova;
       this.#tracePhys = phys;
       this.#traceAccess = access;
+      this.#traceContinued = done > 0;
       this.#tracePending = true;
     }
     return undefined;
@@ -275,6 +277,7 @@ export class DmaContext {
         address: 0,
         length: 0,
         result: fault.kind,
+        continued: fault.transferred > 0,
       });
     }
     return fault;
@@ -291,6 +294,7 @@ export class DmaContext {
       address: this.#tracePhys,
       length: this.#run,
       result: "ok",
+      continued: this.#traceContinued,
     });
   }
 

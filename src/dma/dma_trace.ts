@@ -31,6 +31,12 @@ export interface DmaTraceRecord {
   readonly epochStart: number;
   /** Trace epoch after the copy. */
   readonly epochEnd: number;
+  /**
+   * Whether the record continues the transaction (one DMA call) of the
+   * device's previous record: a transfer whose IOVAs map to physically
+   * scattered pages is traced as one record per contiguous run.
+   */
+  readonly continued?: boolean;
 }
 
 const RESULTS: ReadonlyArray<"ok" | DmaFaultKind> = [
@@ -121,7 +127,7 @@ export class DmaTraceWriter {
     const at = TraceHeader.SIZE + (tail & this.#mask) * TraceRecord.WORDS;
     const code = Math.max(0, RESULTS.indexOf(r.result));
     w[at + TraceRecord.INFO] = (r.requesterId & 0xffff) | (r.access === "write" ? 1 << 16 : 0) |
-      (code << 24);
+      (r.continued ? 1 << 17 : 0) | (code << 24);
     w[at + TraceRecord.IOVA_LO] = r.iova % FOUR_GIB | 0;
     w[at + TraceRecord.IOVA_HI] = Math.floor(r.iova / FOUR_GIB);
     w[at + TraceRecord.PHYS_LO] = r.address % FOUR_GIB | 0;
@@ -191,6 +197,7 @@ export class DmaTraceReader {
         length: w[at + TraceRecord.LENGTH]! >>> 0,
         epochStart: w[at + TraceRecord.EPOCH_START]!,
         epochEnd: w[at + TraceRecord.EPOCH_END]!,
+        continued: (info & (1 << 17)) !== 0,
       });
       head = (head + 1) | 0;
     }

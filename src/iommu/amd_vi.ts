@@ -109,6 +109,46 @@ export interface AmdViOptions {
   neighbours?: number;
   /** Called if the command processor hits an internal error (it then stops, like CmdBufRun = 0). */
   onError?: (error: unknown) => void;
+  /**
+   * Receives a readable line for each traced happening (`-d iommu`): control
+   * and table-base writes, commands, invalidations and their
+   * acknowledgements, translation misses and events.
+   */
+  trace?: (message: string) => void;
+}
+
+/** `00:04.0` for a requester id. */
+function bdf(rid: number): string {
+  const hex2 = (n: number) => n.toString(16).padStart(2, "0");
+  return `${hex2(rid >> 8)}:${hex2((rid >> 3) & 0x1f)}.${rid & 7}`;
+}
+
+function describeCommand(command: Exclude<IommuCommand, { op: "ILLEGAL" }>): string {
+  const fields = Object.entries(command).filter(([key]) => key !== "op").map(([key, value]) => {
+    if (key === "deviceId") return `dev=${bdf(value as number)}`;
+    if (value !== null && typeof value === "object") {
+      const r = value as { start: number; end: number };
+      return `range=0x${r.start.toString(16)}-0x${r.end.toString(16)}`;
+    }
+    if (typeof value === "number" || typeof value === "bigint") {
+      return key === "domainId" || key === "count"
+        ? `${key}=${value}`
+        : `${key}=0x${value.toString(16)}`;
+    }
+    return `${key}=${value}`;
+  });
+  return [command.op, ...fields].join(" ");
+}
+
+function describeScope(scope: InvalidationScope): string {
+  switch (scope.kind) {
+    case "all":
+      return "all";
+    case "domain":
+      return `domain ${scope.domain} 0x${scope.start.toString(16)}-0x${scope.end.toString(16)}`;
+    case "device":
+      return `device ${bdf(scope.rid)} 0x${scope.start.toString(16)}-0x${scope.end.toString(16)}`;
+  }
 }
 
 /** What a translation resolves to, with the cacheable state. */
@@ -309,6 +349,11 @@ export class AmdViIommu implements TranslationSource {
     switch (offset) {
       case AmdViReg.DEV_TAB_BASE:
         this.#devTabBase = value & 0x000f_ffff_ffff_f1ffn;
+        this.#options.trace?.(
+          `device table at 0x${(this.#devTabBase & ~0x1ffn).toString(16)}, ${
+            (Number(this.#devTabBase & 0x1ffn) + 1) * 128
+          } entries`,
+        );
         return;
       case AmdViReg.CMD_BUF_BASE:
         // A length below 8 entries is invalid; only judge it when the write
@@ -318,12 +363,22 @@ export class AmdViIommu implements TranslationSource {
         this.#cmdHead = 0n;
         this.#cmdTail = 0n;
         this.#ringEpoch++;
+        this.#options.trace?.(
+          `command buffer at 0x${(this.#cmdBase & 0x000f_ffff_ffff_f000n).toString(16)}, ${
+            this.#cmdSize / 16n
+          } entries`,
+        );
         return;
       case AmdViReg.EVT_LOG_BASE:
         if (this.#evtRun || (lengthWritten && bits(value, 59, 56) < 8n)) return;
         this.#evtBase = value & BASE_MASK;
         this.#evtHead = 0n;
         this.#evtTail = 0n;
+        this.#options.trace?.(
+          `event log at 0x${(this.#evtBase & 0x000f_ffff_ffff_f000n).toString(16)}, ${
+            this.#evtSize / 16n
+          } entries`,
+        );
         return;
       case AmdViReg.CONTROL:
         this.#writeControl(value & CONTROL_MASK);
@@ -385,6 +440,15 @@ export class AmdViIommu implements TranslationSource {
     const old = this.#control;
     this.#control = value;
     const changed = old ^ value;
+    if (changed !== 0n) {
+      this.#options.trace?.(
+        `control 0x${value.toString(16)}: IommuEn=${value & 1n} CmdBufEn=${
+          (value >> 12n) & 1n
+        } EventLogEn=${(value >> 2n) & 1n} EventIntEn=${(value >> 3n) & 1n} ComWaitIntEn=${
+          (value >> 4n) & 1n
+        } InvTimeOut=${(value >> 5n) & 7n}`,
+      );
+    }
     const en = (value & AmdViControl.IOMMU_EN) !== 0n;
     if (changed & (AmdViControl.CMD_BUF_EN | AmdViControl.IOMMU_EN)) {
       if (en && (value & AmdViControl.CMD_BUF_EN)) this.#status |= AmdViStatus.CMD_BUF_RUN;
@@ -440,6 +504,15 @@ export class AmdViIommu implements TranslationSource {
     const event = decodeEvent(q0, q1);
     this.#recent.push(event);
     if (this.#recent.length > RECENT_EVENTS) this.#recent.shift();
+    this.#options.trace?.(
+      `event ${event.name} dev=${bdf(event.deviceId)} domain=${event.domainId} address=0x${
+        event.address.toString(16)
+      }${event.flags.rw ? " write" : " read"}${event.flags.pr ? " present" : ""}${
+        event.flags.pe ? " permission" : ""
+      }${event.flags.rz ? " reserved" : ""}${
+        !this.#evtRun || (this.#status & AmdViStatus.EVENT_OVERFLOW) ? " (dropped: log off)" : ""
+      }`,
+    );
     if (!this.#evtRun || (this.#status & AmdViStatus.EVENT_OVERFLOW)) {
       this.counters.eventsDropped++;
       return false;
@@ -657,6 +730,17 @@ export class AmdViIommu implements TranslationSource {
   resolve(rid: number, iova: number, access: number): TranslationAnswer {
     this.counters.resolves++;
     const t = this.#translate(rid, iova, access, true);
+    this.#options.trace?.(
+      `miss dev=${bdf(rid)} iova=0x${iova.toString(16)} ${access & 2 ? "write" : "read"} -> ${
+        t.ok
+          ? `gpa=0x${
+            (t.answer.physBase + (iova - t.answer.iovaBase)).toString(16)
+          } run=${t.answer.length} perms=${t.answer.perms & 1 ? "r" : "-"}${
+            t.answer.perms & 2 ? "w" : "-"
+          }`
+          : t.kind
+      }`,
+    );
     return t.ok ? t.answer : t;
   }
 
@@ -842,6 +926,7 @@ export class AmdViIommu implements TranslationSource {
         return;
       }
       this.counters.commands++;
+      this.#options.trace?.(`command ${describeCommand(command)}`);
       const ok = await this.#execute(command, address);
       if (epoch !== this.#ringEpoch) return; // the ring was stopped or reprogrammed meanwhile
       if (!ok) {
@@ -875,6 +960,15 @@ export class AmdViIommu implements TranslationSource {
           this.#memory.atomicStore64(command.storeAddress, command.storeData);
           this.#memory.notify64(command.storeAddress);
         }
+        this.#options.trace?.(
+          `COMPLETION_WAIT done after ${pending.length} acknowledgements${
+            command.store
+              ? `: stored 0x${command.storeData.toString(16)} at 0x${
+                command.storeAddress.toString(16)
+              }`
+              : ""
+          }${command.interrupt ? ", ComWaitInt" : ""}`,
+        );
         if (command.interrupt) {
           this.#status |= AmdViStatus.COM_WAIT_INT;
           this.#updateIrq();
@@ -953,7 +1047,15 @@ export class AmdViIommu implements TranslationSource {
     timeout: number,
     commandAddress: number,
   ): Promise<void> {
+    const trace = this.#options.trace;
+    const started = trace ? performance.now() : 0;
+    trace?.(`invalidate ${describeScope(scope)} -> ${link.id}`);
     const outcome = await link.invalidate(scope, timeout);
+    trace?.(
+      `invalidate ${describeScope(scope)} -> ${link.id}: ${outcome} after ${
+        (performance.now() - started).toFixed(2)
+      } ms`,
+    );
     if (outcome !== "timed-out") return;
     this.counters.timeouts++;
     this.#log(AmdViEvent.IOTLB_INV_TIMEOUT, {

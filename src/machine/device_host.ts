@@ -49,6 +49,8 @@ export interface DeviceHostOptions {
   readonly accessTimeoutMs: number;
   /** Called for device log lines. */
   readonly onLog: (message: string) => void;
+  /** Called for the model's trace lines; when absent the model traces nothing. */
+  readonly onTrace?: (message: string) => void;
   /** Called once when the device fails. */
   readonly onFailure: (reason: string) => void;
 }
@@ -260,6 +262,7 @@ export class DeviceHost {
       ...(this.#trace ? { trace: this.#trace.buffer } : {}),
       ...(this.#disks.length > 0 ? { disks: this.#disks } : {}),
       ...(this.#net ? { net: this.#net } : {}),
+      ...(this.#options.onTrace ? { traceEvents: true } : {}),
     };
     worker.postMessage(init satisfies DeviceControl, this.#iommu ? [this.#iommu.port] : []);
     await ready;
@@ -277,6 +280,9 @@ export class DeviceHost {
         break;
       case "log":
         this.#options.onLog(message.message);
+        break;
+      case "trace":
+        this.#options.onTrace?.(message.message);
         break;
       case "fatal":
         this.fail(message.message);

@@ -56,6 +56,8 @@ export interface DeviceInit {
   readonly disks?: readonly DiskAttachment[];
   /** Frame rings to the main isolate's network backend (NICs with a netdev). */
   readonly net?: { readonly tx: SharedArrayBuffer; readonly rx: SharedArrayBuffer };
+  /** Send the model's trace lines (`DeviceEnv.trace`) to the main isolate. */
+  readonly traceEvents?: boolean;
 }
 
 /** Messages a device runtime sends to the main isolate. */
@@ -63,6 +65,7 @@ export type DeviceMessage =
   | typeof WAKE_MESSAGE
   | { readonly type: "ready" }
   | { readonly type: "log"; readonly message: string }
+  | { readonly type: "trace"; readonly message: string }
   | { readonly type: "fatal"; readonly message: string };
 
 /** Messages the main isolate sends to a device runtime. */
@@ -178,6 +181,12 @@ export class DeviceRuntime {
         irq.setSource(source, level);
       },
       log: (message) => this.#toMain.postMessage({ type: "log", message } satisfies DeviceMessage),
+      ...(init.traceEvents
+        ? {
+          trace: (message: string) =>
+            this.#toMain.postMessage({ type: "trace", message } satisfies DeviceMessage),
+        }
+        : {}),
       defer: (task) => {
         this.#deferred.push(task);
         this.#pump.wake();

@@ -46,6 +46,13 @@ import { AMD_VI_MMIO_BASE, AMD_VI_MMIO_SIZE } from "../iommu/amd_vi_registers.ts
 import { WorkerLink } from "../iommu/worker_link.ts";
 import { MachineBlock, TargetCtrl } from "../shared/layout.ts";
 import type { DmaTraceReader, DmaTraceRecord } from "../dma/dma_trace.ts";
+import {
+  type DmaTraceDevice,
+  type DmaTransaction,
+  DmaTransactionGrouper,
+  formatDmaTransaction,
+} from "../dma/dma_trace_lines.ts";
+import { DEVICE_TRACE_CATEGORY, type TraceCategory } from "./trace_categories.ts";
 
 /** One device of a machine configuration. */
 export interface DeviceConfig {
@@ -121,6 +128,12 @@ export interface MachineConfig {
    */
   dmaTrace?: boolean | { capacity?: number; intervalMs?: number };
   /**
+   * Trace categories (`-d`): the machine emits a `trace` event per traced
+   * happening (see {@linkcode MachineEvent}). `dma` turns the DMA trace rings
+   * on and reports one line per DMA transaction.
+   */
+  trace?: readonly TraceCategory[];
+  /**
    * Deliberate bugs, to show that the invariant checkers catch them.
    * `skipInvalidationAck`: the IOMMU completes invalidations without waiting
    * for the device workers' acknowledgements.
@@ -174,7 +187,14 @@ export interface DeviceInfo {
 export type MachineEvent =
   | { readonly type: "log"; readonly source: string; readonly message: string }
   | { readonly type: "device-failed"; readonly id: string; readonly reason: string }
-  | { readonly type: "irq"; readonly line: number; readonly level: boolean };
+  | { readonly type: "irq"; readonly line: number; readonly level: boolean }
+  | {
+    readonly type: "trace";
+    readonly category: TraceCategory;
+    /** The device id (or the IOMMU's). */
+    readonly source: string;
+    readonly message: string;
+  };
 
 /** Options for {@linkcode Machine.runGuest}. */
 export interface RunGuestOptions {
@@ -284,6 +304,8 @@ export class Machine {
   #traceListeners: Array<(device: string, records: readonly DmaTraceRecord[]) => void> = [];
   #traceBacklog: Array<DmaTraceRecord & { device: string }> = [];
   #traceTimer: ReturnType<typeof setInterval> | undefined;
+  #dmaLines: DmaTransactionGrouper | undefined;
+  #transactionListeners: Array<(t: DmaTransaction, device: DmaTraceDevice) => void> = [];
 
   /**
    * Builds a machine (no workers yet: call {@linkcode Machine.start}).
@@ -317,7 +339,8 @@ export class Machine {
     if (this.#iommu) {
       for (const device of this.#devices) this.#linkToIommu(device, this.#iommu);
     }
-    if (config.dmaTrace) {
+    if (config.trace?.includes("dma")) this.#groupTransactions();
+    if (config.dmaTrace || config.trace?.includes("dma")) {
       const capacity = typeof config.dmaTrace === "object" ? config.dmaTrace.capacity : undefined;
       for (const device of this.#devices) {
         this.#traceReaders.push({ id: device.id, reader: device.host.enableTrace(capacity) });
@@ -461,6 +484,7 @@ export class Machine {
     if (this.#devices.some((d) => d.id === id)) throw new Error(`Duplicate device id '${id}'`);
     const fn = new PciFunction(descriptor.pci);
     this.pci.add(address, fn);
+    const traceCategory = DEVICE_TRACE_CATEGORY[config.type];
     const irqSources: number[] = [];
     const irqLines: number[] = [];
     for (const spec of descriptor.irqs) {
@@ -498,6 +522,12 @@ export class Machine {
       accessTimeoutMs: this.#config.accessTimeoutMs ?? 10_000,
       onLog: (message) => this.#emit({ type: "log", source: id, message }),
       onFailure: (reason) => this.#emit({ type: "device-failed", id, reason }),
+      ...(traceCategory !== undefined && this.#config.trace?.includes(traceCategory)
+        ? {
+          onTrace: (message: string) =>
+            this.#emit({ type: "trace", category: traceCategory, source: id, message }),
+        }
+        : {}),
     });
     const device: MachineDevice = {
       id,
@@ -662,6 +692,12 @@ export class Machine {
       setIrq: (level) => this.irq.setSource(source, level),
       failWorker: (link, reason) => this.#failWorker(link, reason),
       watchdogMs: this.#config.invalidationWatchdogMs ?? 60_000,
+      ...(this.#config.trace?.includes("iommu")
+        ? {
+          trace: (message: string) =>
+            this.#emit({ type: "trace", category: "iommu", source: id, message }),
+        }
+        : {}),
     });
     this.#iommu = iommu;
     this.#iommuInfo = { id, address, line };
@@ -799,9 +835,10 @@ export class Machine {
     for (const { id, reader } of this.#traceReaders) {
       if (!reader.pending) continue;
       const records = reader.drain();
+      this.#dmaLines?.push(id, records);
       if (this.#traceListeners.length > 0) {
         for (const listener of this.#traceListeners) listener(id, records);
-      } else {
+      } else if (this.#config.dmaTrace && this.#transactionListeners.length === 0) {
         for (const r of records) this.#traceBacklog.push({ ...r, device: id });
         const cap = 1 << 22;
         if (this.#traceBacklog.length > cap) {
@@ -809,11 +846,44 @@ export class Machine {
         }
       }
     }
+    this.#dmaLines?.settle();
+  }
+
+  /** Starts grouping drained records into transactions (for `-d dma` and transaction listeners). */
+  #groupTransactions(): void {
+    if (this.#dmaLines) return;
+    const tracing = this.#config.trace?.includes("dma") ?? false;
+    this.#dmaLines = new DmaTransactionGrouper((t) => {
+      const device = this.#devices.find((d) => d.id === t.device);
+      const where = { address: device ? formatPciAddress(device.address) : "?", name: t.device };
+      if (tracing) {
+        this.#emit({
+          type: "trace",
+          category: "dma",
+          source: t.device,
+          message: formatDmaTransaction(t, where),
+        });
+      }
+      for (const listener of this.#transactionListeners) listener(t, where);
+    });
+  }
+
+  /**
+   * Receives each DMA transaction (one DMA call of a device: its runs and
+   * the fault that ended it, if any) once it is complete, in each device's
+   * order (machines built with `dmaTrace`, or tracing `dma`).
+   *
+   * @param listener Called with the transaction and where its device sits.
+   */
+  onDmaTransaction(listener: (transaction: DmaTransaction, device: DmaTraceDevice) => void): void {
+    this.#groupTransactions();
+    this.#transactionListeners.push(listener);
   }
 
   /**
    * Receives DMA trace records as they are drained (machines built with
-   * `dmaTrace`). Without a listener, records are kept for
+   * `dmaTrace`). Without a listener here or on
+   * {@linkcode Machine.onDmaTransaction}, records are kept for
    * {@linkcode Machine.drainDmaTrace}.
    *
    * @param listener Called with the device id and its new records.
@@ -854,6 +924,11 @@ export class Machine {
     for (const worker of this.#agents.values()) worker.terminate();
     this.#agents.clear();
     await Promise.all(this.#devices.map((d) => d.host.close()));
+    if (this.#traceReaders.length > 0) {
+      // What the devices traced before they stopped.
+      this.#drainTrace();
+      this.#dmaLines?.flush();
+    }
     for (const device of this.#devices) device.link?.close();
     await Promise.allSettled(this.#netdevs.map((n) => n.close()));
     await Promise.allSettled(this.#captures.map((c) => c.close()));

@@ -347,7 +347,10 @@ export const TraceHeader = {
 
 /** Words of one DMA trace record. */
 export const TraceRecord = {
-  /** Requester id (bits 15:0), access (bit 16: write), result (bits 31:24: 0 ok, else a fault code). */
+  /**
+   * Requester id (bits 15:0), access (bit 16: write), continues the previous
+   * record's transaction (bit 17), result (bits 31:24: 0 ok, else a fault code).
+   */
   INFO: 0,
   /** IOVA, low word. */
   IOVA_LO: 1,

@@ -88,6 +88,13 @@ export * from "./src/guest/e1000_driver.ts";
 export * from "./src/guest/ide_driver.ts";
 export * from "./src/stress/use_after_invalidate.ts";
 
+// Workloads: the API for writing one, and the built-in ones by name
+export * from "./src/workloads/workload.ts";
+export * from "./src/workloads/workload_options.ts";
+export * from "./src/workloads/guest_context.ts";
+export * from "./src/workloads/registry.ts";
+export * from "./src/workloads/summary.ts";
+
 // qtest
 export * from "./src/qtest/qtest_server.ts";
 export * from "./src/qtest/qtest_client.ts";
@@ -100,3 +107,4 @@ export type { WakeTarget } from "./src/shared/doorbell.ts";
 // Helpers
 export * from "./src/util/address.ts";
 export * from "./src/util/random.ts";
+export * from "./src/util/crc32.ts";

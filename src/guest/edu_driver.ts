@@ -156,6 +156,43 @@ export class EduDriver {
     };
   }
 
+  /**
+   * Starts one RAM → RAM copy through the device buffer (dmaworks
+   * extension: the copy bit without repeat) and returns at once, so that
+   * several devices can copy at the same time; finish with
+   * {@linkcode EduDriver.waitDma}.
+   *
+   * @param transfer Source and destination DMA addresses (IOVAs with an IOMMU) and length (at most 4096).
+   */
+  startCopy(transfer: { src: number; dst: number; length: number }): void {
+    const g = this.#guest;
+    g.write32(this.#base + 0x20, 0x100); // clear a stale DMA error
+    g.write64(this.#base + 0x80, BigInt(transfer.src));
+    g.write64(this.#base + 0x88, BigInt(transfer.dst));
+    g.write64(this.#base + 0x90, BigInt(transfer.length));
+    g.write64(this.#base + 0x98, BigInt(1 | 0x10));
+  }
+
+  /**
+   * Waits (polling) until the device's DMA has finished and reads its outcome.
+   *
+   * @param timeoutMs Give up after this long (default 5000).
+   * @returns Whether it succeeded, with the fault registers.
+   */
+  waitDma(timeoutMs = 5000): EduDmaResult {
+    const g = this.#guest;
+    const deadline = performance.now() + timeoutMs;
+    while (g.read64(this.#base + 0x98) & 1n) {
+      if (performance.now() > deadline) throw new Error("Timed out waiting for the DMA");
+    }
+    const status = g.read32(this.#base + 0x20);
+    return {
+      ok: (status & 0x100) === 0,
+      faultCode: Number(g.read64(this.#base + 0xa8)),
+      faultAddress: g.read64(this.#base + 0xa0),
+    };
+  }
+
   /** Transfers completed since reset (dmaworks extension). */
   iterations(): bigint {
     return this.#guest.read64(this.#base + 0xb8);

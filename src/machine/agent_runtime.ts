@@ -15,6 +15,7 @@ import { MachineBlock, RequestOp, ResponseStatus, TargetState } from "../shared/
 import { RingWriter } from "../shared/register_ring.ts";
 import { RouteReader } from "../shared/route_table.ts";
 import { checkAddress, FOUR_GIB, hex } from "../util/address.ts";
+import { GuestContext } from "../workloads/guest_context.ts";
 
 /** The message that starts an agent. */
 export interface AgentInit {
@@ -36,6 +37,10 @@ export interface AgentInit {
   readonly options: Readonly<Record<string, string>>;
   /** How long an access may wait for its answer (ms). */
   readonly accessTimeoutMs: number;
+  /** This machine's index among those running the program (default 0). */
+  readonly machineIndex?: number;
+  /** How many machines run the program (default 1). */
+  readonly machineCount?: number;
 }
 
 /** Messages an agent sends to the main isolate. */
@@ -327,7 +332,10 @@ export class AgentBus implements Guest {
 
 /**
  * Loads and runs a guest program in an agent; reports the result or the
- * error to the main isolate.
+ * error to the main isolate. The program receives a `WorkloadContext` (a
+ * {@linkcode Guest} with devices and drivers) and its options. A
+ * `WorkloadError` is reported by its message alone; other errors with their
+ * stack.
  *
  * @param init The init message.
  * @param toMain Where messages go.
@@ -347,11 +355,16 @@ export async function runAgent(init: AgentInit, toMain: WakeTarget): Promise<voi
     if (typeof program !== "function") {
       throw new TypeError(`Guest program ${init.program} has no default export function`);
     }
-    const result = await program(bus, init.options);
+    const context = new GuestContext(bus, {
+      options: init.options,
+      machineIndex: init.machineIndex ?? 0,
+      machineCount: init.machineCount ?? 1,
+    });
+    const result = await program(context, init.options);
     toMain.postMessage({ type: "done", result: result ?? null } satisfies AgentMessage);
   } catch (error) {
     const message = error instanceof Error
-      ? `${error.message}\n${error.stack ?? ""}`
+      ? error.name === "WorkloadError" ? error.message : `${error.message}\n${error.stack ?? ""}`
       : String(error);
     toMain.postMessage({ type: "error", message } satisfies AgentMessage);
   } finally {

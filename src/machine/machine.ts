@@ -202,6 +202,10 @@ export interface RunGuestOptions {
   options?: Record<string, string>;
   /** Kill the agent after this long (ms, default: no limit). */
   timeoutMs?: number;
+  /** This machine's index among several running the program (its `machineIndex`, default 0). */
+  machineIndex?: number;
+  /** How many machines run the program (its `machineCount`, default 1). */
+  machineCount?: number;
 }
 
 /** A register region served by the main isolate itself (chipset registers, the IOMMU). */
@@ -1364,6 +1368,8 @@ export class Machine {
       program: program.toString(),
       options: options.options ?? {},
       accessTimeoutMs: this.#config.accessTimeoutMs ?? 10_000,
+      machineIndex: options.machineIndex ?? 0,
+      machineCount: options.machineCount ?? 1,
     };
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {

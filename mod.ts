@@ -24,6 +24,7 @@
 
 // Machines, configuration and guests
 export * from "./src/machine/machine.ts";
+export * from "./src/machine/machine_file.ts";
 export * from "./src/machine/trace_categories.ts";
 export * from "./src/machine/virtual_clock.ts";
 export * from "./src/guest/guest.ts";

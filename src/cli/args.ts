@@ -9,6 +9,7 @@
 
 import { parseArgs } from "node:util";
 import { DEFAULT_RAM_SIZE } from "../memory/guest_memory.ts";
+import { parseTraceCategories, type TraceCategory } from "../machine/trace_categories.ts";
 
 /** A `-device` option. */
 export interface DeviceOption {
@@ -22,6 +23,8 @@ export interface DeviceOption {
 export interface CommandLine {
   /** Guest RAM size in bytes. */
   readonly ramSize: number;
+  /** Whether `-m` was given (it then overrides a `--config` file's memory). */
+  readonly ramSizeGiven: boolean;
   /** `-name`. */
   readonly name: string | undefined;
   /** `-S`: do not start the guest. */
@@ -46,6 +49,18 @@ export interface CommandLine {
   readonly version: boolean;
   /** `--narrow-permissions`: run device workers with only the permissions they need. */
   readonly narrowPermissions: boolean;
+  /** `--config FILE`: a JSON machine description. */
+  readonly config: string | undefined;
+  /** `--machines N`: run N machines. */
+  readonly machines: number | undefined;
+  /** `-d`/`--trace CATEGORIES` (all of them, merged). */
+  readonly trace: readonly TraceCategory[] | undefined;
+  /** `-d help`. */
+  readonly traceHelp: boolean;
+  /** `-D`/`--trace-file FILE`: trace lines go there instead of stderr. */
+  readonly traceFile: string | undefined;
+  /** `--dma-trace FILE`: one line per DMA transaction. */
+  readonly dmaTrace: string | undefined;
 }
 
 /** An error in the command line (the message names the bad option or value). */
@@ -78,6 +93,8 @@ const QEMU_OPTIONS: Readonly<Record<string, string>> = {
   "-drive": "--drive",
   "-netdev": "--netdev",
   "-object": "--object",
+  "-d": "--trace",
+  "-D": "--trace-file",
   "-h": "--help",
   "-help": "--help",
   "-version": "--version",
@@ -295,6 +312,11 @@ export function parseCommandLine(args: readonly string[]): CommandLine {
         object: { type: "string", multiple: true },
         workload: { type: "string" },
         "narrow-permissions": { type: "boolean" },
+        config: { type: "string" },
+        machines: { type: "string" },
+        trace: { type: "string", multiple: true },
+        "trace-file": { type: "string" },
+        "dma-trace": { type: "string" },
         help: { type: "boolean" },
         version: { type: "boolean" },
       },
@@ -321,8 +343,40 @@ export function parseCommandLine(args: readonly string[]): CommandLine {
     const { head, properties } = parseKeyValues(name);
     name = properties.get("guest") ?? head;
   }
+  let trace: TraceCategory[] | undefined;
+  let traceHelp = false;
+  for (const text of v.trace ?? []) {
+    if (text === "help" || text === "?") {
+      traceHelp = true;
+      continue;
+    }
+    try {
+      trace = [...new Set([...(trace ?? []), ...parseTraceCategories(text)])];
+    } catch (error) {
+      throw new CommandLineError((error as Error).message);
+    }
+  }
+  let machines: number | undefined;
+  if (v.machines !== undefined) {
+    machines = /^\d+$/.test(v.machines.trim()) ? Number(v.machines) : NaN;
+    if (!(machines >= 1 && machines <= MAX_MACHINES)) {
+      throw new CommandLineError(
+        `Invalid --machines '${v.machines}': a whole number from 1 to ${MAX_MACHINES}`,
+      );
+    }
+  }
+  for (
+    const [option, value] of [
+      ["--config", v.config],
+      ["-D", v["trace-file"]],
+      ["--dma-trace", v["dma-trace"]],
+    ] as const
+  ) {
+    if (value === "") throw new CommandLineError(`Option '${option}' needs a file name`);
+  }
   return {
     ramSize: parseRam(v.m),
+    ramSizeGiven: v.m !== undefined,
     name,
     paused: v.S ?? false,
     qtest: v.qtest,
@@ -335,8 +389,17 @@ export function parseCommandLine(args: readonly string[]): CommandLine {
     help: v.help ?? false,
     version: v.version ?? false,
     narrowPermissions: v["narrow-permissions"] ?? false,
+    config: v.config,
+    machines,
+    trace,
+    traceHelp,
+    traceFile: v["trace-file"],
+    dmaTrace: v["dma-trace"],
   };
 }
+
+/** The most machines `--machines` runs in one process. */
+export const MAX_MACHINES = 64;
 
 /** The `--help` text. */
 export const HELP_TEXT = `Usage: dmaworks [options]
@@ -364,8 +427,21 @@ QEMU options (a QEMU command line for this machine runs unchanged):
   -drive …, -netdev …, -object …
                             disks, networks and capture (with the IDE and e1000 devices)
 
+  -d CAT[,CAT…]             trace categories: dma, iommu, ide, e1000, edu, all
+                            (-d help lists them); lines go to stderr
+  -D FILE                   write trace lines to FILE instead
+
 dmaworks options:
-  --workload NAME[,opt=v…]  guest program to run (default: demo)
+  --config FILE             a JSON machine description (see README.md); flags
+                            given as well override its scalars (-m, -name,
+                            --workload, -d, …) and append to its lists
+                            (-device, -drive, -netdev, -object)
+  --machines N              run N machines (1-64), each with its own RAM, IOMMU
+                            and devices; their NICs share the in-process hubs
+  --workload NAME[,opt=v…]  guest program to run on each machine (default: demo;
+                            --workload help lists the built-in ones)
+  --trace CAT[,CAT…]        same as -d;  --trace-file FILE  same as -D
+  --dma-trace FILE          write one line per DMA transaction to FILE
   --narrow-permissions      run device workers with only the Deno permissions they
                             need (needs "unstable": ["worker-options"])
   -h, --help                this text

@@ -28,6 +28,16 @@ import {
 } from "../machine/machine.ts";
 import type { NetdevConfig } from "../net/netdev.ts";
 import { startQtest } from "../qtest/qtest_server.ts";
+import { formatDmaTransaction } from "../dma/dma_trace_lines.ts";
+import {
+  loadMachineFile,
+  type MachineDescription,
+  MachineFileError,
+} from "../machine/machine_file.ts";
+import { type TraceCategory, traceHelp } from "../machine/trace_categories.ts";
+import { resolveWorkload, workloadHelp, type WorkloadSpec } from "../workloads/registry.ts";
+import { formatWorkloadResult } from "../workloads/summary.ts";
+import { WorkloadError } from "../workloads/workload.ts";
 import {
   type CommandLine,
   CommandLineError,
@@ -36,8 +46,10 @@ import {
   parseKeyValues,
   parseSize,
 } from "./args.ts";
+import { TraceOutput } from "./trace_output.ts";
 
 export type { CommandLine, DeviceOption } from "./args.ts";
+export type { TraceCategory } from "../machine/trace_categories.ts";
 
 /** Where the CLI writes. */
 export interface CliIo {
@@ -53,11 +65,6 @@ const encoder = new TextEncoder();
 export const PROCESS_IO: CliIo = {
   stdout: (text) => void Deno.stdout.writeSync(encoder.encode(text)),
   stderr: (text) => void Deno.stderr.writeSync(encoder.encode(text)),
-};
-
-/** Built-in workloads by name. */
-const WORKLOADS: Readonly<Record<string, URL>> = {
-  demo: new URL("../workloads/demo.ts", import.meta.url),
 };
 
 /** Devices of the machine `deno task start` runs when no -device is given. */
@@ -170,9 +177,14 @@ function deviceHelp(cl: CommandLine): string | undefined {
 }
 
 /**
- * Builds a machine configuration from a parsed command line.
+ * Builds a machine configuration from a parsed command line and, with
+ * `--config`, the description file's configuration: flags override the
+ * file's scalars (`-m`, `-name`, `--narrow-permissions`) and append to its
+ * lists (`-device`, `-drive`, `-netdev`, `-object`). Without either, the
+ * default machine.
  *
  * @param cl The command line.
+ * @param file The configuration from `--config`, if any.
  * @returns The configuration.
  *
  * @example
@@ -182,15 +194,21 @@ function deviceHelp(cl: CommandLine): string | undefined {
  * import { equal } from "node:assert/strict";
  * const config = machineConfig(parseCommandLine(["-device", "edu,addr=05.0"]));
  * equal(config.devices?.[0]?.addr, "05.0");
+ * const merged = machineConfig(parseCommandLine(["-device", "edu"]), {
+ *   ramSize: 64 * 2 ** 20,
+ *   devices: [{ type: "amd-iommu" }],
+ * });
+ * equal(merged.devices?.map((d) => d.type).join(), "amd-iommu,edu");
+ * equal(merged.ramSize, 64 * 2 ** 20);
  * ```
  */
-export function machineConfig(cl: CommandLine): MachineConfig {
-  const explicit = cl.devices.length > 0 || cl.qtest !== undefined || cl.drives.length > 0 ||
-    cl.netdevs.length > 0;
+export function machineConfig(cl: CommandLine, file?: MachineConfig): MachineConfig {
+  const explicit = file !== undefined || cl.devices.length > 0 || cl.qtest !== undefined ||
+    cl.drives.length > 0 || cl.netdevs.length > 0;
   const devices = explicit
-    ? cl.devices.map((d) => deviceConfig(d.driver, d.properties))
+    ? [...(file?.devices ?? []), ...cl.devices.map((d) => deviceConfig(d.driver, d.properties))]
     : [...DEFAULT_DEVICES];
-  const drives: DriveConfig[] = explicit ? [] : [...DEFAULT_DRIVES];
+  const drives: DriveConfig[] = explicit ? [...(file?.drives ?? [])] : [...DEFAULT_DRIVES];
   cl.drives.forEach((text, index) => {
     const { drive, attach } = parseDrive(text, index);
     drives.push(drive);
@@ -209,18 +227,22 @@ export function machineConfig(cl: CommandLine): MachineConfig {
       });
     }
   });
-  const netdevs = [...(explicit ? [] : DEFAULT_NETDEVS), ...cl.netdevs.map(parseNetdev)];
-  const captures = cl.objects.map(parseObject);
+  const netdevs = [
+    ...(explicit ? file?.netdevs ?? [] : DEFAULT_NETDEVS),
+    ...cl.netdevs.map(parseNetdev),
+  ];
+  const captures = [...(file?.captures ?? []), ...cl.objects.map(parseObject)];
   const config: MachineConfig = {
-    ramSize: cl.ramSize,
+    ramSize: cl.ramSizeGiven ? cl.ramSize : file?.ramSize ?? cl.ramSize,
     devices,
     ...(drives.length > 0 ? { drives } : {}),
     ...(netdevs.length > 0 ? { netdevs } : {}),
     ...(captures.length > 0 ? { captures } : {}),
     qtestClock: cl.qtest !== undefined,
-    narrowWorkerPermissions: cl.narrowPermissions,
+    narrowWorkerPermissions: cl.narrowPermissions || (file?.narrowWorkerPermissions ?? false),
   };
-  if (cl.name !== undefined) config.name = cl.name;
+  const name = cl.name ?? file?.name;
+  if (name !== undefined) config.name = name;
   return config;
 }
 
@@ -326,36 +348,144 @@ function parseObject(text: string): CaptureConfig {
   return { id, netdev, file };
 }
 
-function resolveWorkload(spec: string): { url: URL; options: Record<string, string> } {
-  const { head, properties } = parseKeyValues(spec);
-  if (!head) throw new CommandLineError(`Invalid --workload '${spec}': no name`);
-  const builtin = WORKLOADS[head];
-  const url = builtin ??
-    (/^[a-z][a-z0-9+.-]*:/i.test(head) ? new URL(head) : new URL(head, `file://${Deno.cwd()}/`));
-  if (!builtin && !/\.(ts|js|mjs|mts)$/.test(url.pathname)) {
-    throw new CommandLineError(
-      `Unknown workload '${head}' (built in: ${Object.keys(WORKLOADS).join(", ")})`,
-    );
+/**
+ * The configurations of `count` machines built from one: with several,
+ * each gets a name with its index, NICs without `mac=` get addresses unique
+ * across the machines (52:54:00:12:3k:56 and up for machine k, where
+ * 0x34 + k is the fifth byte), and `{machine}` in a drive's or capture's file
+ * name becomes the machine's index. A writable image, a capture file
+ * without `{machine}` or a `dgram` netdev cannot be shared by several
+ * machines: that is an error.
+ *
+ * @param config The configuration.
+ * @param count How many machines.
+ * @returns One configuration per machine.
+ * @throws {CommandLineError} Naming what cannot be shared.
+ *
+ * @example
+ * ```ts
+ * import { machineConfigs } from "./main.ts";
+ * import { equal } from "node:assert/strict";
+ * const [a, b] = machineConfigs({ devices: [{ type: "e1000" }] }, 2);
+ * equal(a?.devices?.[0]?.properties?.mac, "52:54:00:12:34:56");
+ * equal(b?.devices?.[0]?.properties?.mac, "52:54:00:12:35:56");
+ * equal(b?.name, "dmaworks-1");
+ * ```
+ */
+export function machineConfigs(config: MachineConfig, count: number): MachineConfig[] {
+  const placeholder = (text: string, k: number) => text.replaceAll("{machine}", String(k));
+  if (count > 1) {
+    for (const drive of config.drives ?? []) {
+      if (drive.file !== undefined && !drive.readonly && !drive.file.includes("{machine}")) {
+        throw new CommandLineError(
+          `Drive '${drive.id}': with ${count} machines every machine would write '${drive.file}': put {machine} in the file name (e.g. disk{machine}.img) or make the drive read-only`,
+        );
+      }
+    }
+    for (const capture of config.captures ?? []) {
+      if (!capture.file.includes("{machine}")) {
+        throw new CommandLineError(
+          `Capture '${capture.id}': with ${count} machines put {machine} in its file name (e.g. net{machine}.pcap)`,
+        );
+      }
+    }
+    for (const netdev of config.netdevs ?? []) {
+      if (netdev.type === "dgram") {
+        throw new CommandLineError(
+          `Netdev '${netdev.id}': a dgram netdev binds one UDP port, so it serves one machine (link machines with a hub)`,
+        );
+      }
+    }
   }
-  return { url, options: Object.fromEntries(properties) };
+  return Array.from({ length: count }, (_, k) => {
+    let nic = 0;
+    const devices = (config.devices ?? []).map((d) => {
+      if (count === 1 || !deviceType(d.type)?.nic || d.properties?.["mac"] !== undefined) return d;
+      const mac = `52:54:00:12:${(0x34 + k).toString(16)}:${(0x56 + nic++).toString(16)}`;
+      return { ...d, properties: { ...d.properties, mac } };
+    });
+    const machine: MachineConfig = {
+      ...config,
+      devices,
+      ...(config.drives
+        ? {
+          drives: config.drives.map((d) =>
+            d.file === undefined ? d : { ...d, file: placeholder(d.file, k) }
+          ),
+        }
+        : {}),
+      ...(config.captures
+        ? { captures: config.captures.map((c) => ({ ...c, file: placeholder(c.file, k) })) }
+        : {}),
+    };
+    if (count > 1) machine.name = `${config.name ?? "dmaworks"}-${k}`;
+    return machine;
+  });
 }
 
-function formatSummary(result: unknown): { text: string; ok: boolean } {
-  if (result && typeof result === "object" && "steps" in result && Array.isArray(result.steps)) {
-    const steps = result.steps as Array<{ step: string; ok: boolean; detail: string }>;
-    const devices = "devices" in result && Array.isArray(result.devices)
-      ? result.devices as string[]
-      : [];
-    const failed = steps.filter((s) => !s.ok).length;
-    const lines = [
-      "Summary",
-      ...devices.map((d) => `  device ${d}`),
-      ...steps.map((s) => `  ${s.ok ? "ok  " : "FAIL"} ${s.step}: ${s.detail}`),
-      `${steps.length - failed} of ${steps.length} steps passed`,
-    ];
-    return { text: `${lines.join("\n")}\n`, ok: failed === 0 };
+/** Everything a run needs, from the command line and the `--config` file. */
+interface RunPlan {
+  readonly configs: MachineConfig[];
+  readonly workload: WorkloadSpec | undefined;
+  readonly trace: readonly TraceCategory[];
+  readonly traceFile: string | undefined;
+  readonly dmaTrace: string | undefined;
+}
+
+function plan(cl: CommandLine, file: MachineDescription | undefined): RunPlan {
+  const count = cl.machines ?? file?.machines ?? 1;
+  if (count > 1 && (cl.qtest !== undefined || cl.paused)) {
+    throw new CommandLineError(
+      `${cl.qtest !== undefined ? "-qtest" : "-S"} drives one machine: use it without --machines`,
+    );
   }
-  return { text: `Result: ${JSON.stringify(result)}\n`, ok: true };
+  const trace = cl.trace ?? file?.trace ?? [];
+  const base = machineConfig(cl, file?.config);
+  const configs = machineConfigs(
+    trace.length > 0 ? { ...base, trace } : base,
+    count,
+  );
+  const runs = cl.qtest === undefined && !cl.paused;
+  let workload: WorkloadSpec | undefined;
+  if (runs) {
+    workload = cl.workload !== undefined
+      ? resolveWorkload(cl.workload)
+      : file?.workload ?? resolveWorkload("demo");
+  }
+  const dmaTrace = cl.dmaTrace ?? file?.dmaTrace;
+  if (dmaTrace !== undefined) {
+    for (const c of configs) c.dmaTrace = true;
+  }
+  return { configs, workload, trace, traceFile: cl.traceFile ?? file?.traceFile, dmaTrace };
+}
+
+/** Writes the DMA trace file: one line per transaction of every machine. */
+class DmaTraceFile {
+  #out: TraceOutput;
+  #seq = 0;
+  #machines: Machine[] = [];
+
+  constructor(out: TraceOutput) {
+    this.#out = out;
+    out.line(
+      "# dmaworks DMA trace: one line per DMA transaction (dir=read: the device read guest memory)",
+    );
+  }
+
+  attach(machine: Machine, index: number): void {
+    machine.onDmaTransaction((t, device) => {
+      this.#out.line(formatDmaTransaction(t, device, { seq: ++this.#seq, machine: index }));
+    });
+    this.#machines.push(machine);
+  }
+
+  /** After the machines stopped (their last transactions are in): what was dropped. */
+  async close(): Promise<void> {
+    const dropped = this.#machines.reduce((n, m) => n + m.dmaTraceDropped, 0);
+    if (dropped > 0) this.#out.line(`# ${dropped} records dropped: a trace ring was full`);
+    this.#out.line(`# ${this.#seq} transactions`);
+    await this.#out.close();
+  }
 }
 
 /**
@@ -376,8 +506,8 @@ function formatSummary(result: unknown): { text: string; ok: boolean } {
  */
 export async function main(args: readonly string[], io: CliIo = PROCESS_IO): Promise<number> {
   let cl: CommandLine;
-  let config: MachineConfig;
-  let workload: { url: URL; options: Record<string, string> } | undefined;
+  let run: RunPlan;
+  let configPath: string | undefined;
   try {
     // `deno task start -- …` passes the "--" through: it is not an option.
     cl = parseCommandLine(args[0] === "--" ? args.slice(1) : args);
@@ -389,81 +519,158 @@ export async function main(args: readonly string[], io: CliIo = PROCESS_IO): Pro
       io.stdout(`dmaworks ${denoConfig.version}\n`);
       return 0;
     }
+    if (cl.traceHelp) {
+      io.stdout(traceHelp());
+      return 0;
+    }
+    if (cl.workload === "help" || cl.workload === "?") {
+      io.stdout(workloadHelp());
+      return 0;
+    }
     const help = deviceHelp(cl);
     if (help !== undefined) {
       io.stdout(help);
       return 0;
     }
-    config = machineConfig(cl);
-    workload = cl.qtest === undefined && !cl.paused
-      ? resolveWorkload(cl.workload ?? "demo")
-      : undefined;
+    configPath = cl.config;
+    const file = cl.config === undefined ? undefined : await loadMachineFile(cl.config);
+    run = plan(cl, file);
   } catch (error) {
-    if (error instanceof CommandLineError) {
-      io.stderr(`dmaworks: ${error.message}\n`);
+    if (
+      error instanceof CommandLineError || error instanceof WorkloadError ||
+      error instanceof MachineFileError
+    ) {
+      const where = error instanceof MachineFileError && configPath !== undefined
+        ? `${configPath}: `
+        : "";
+      io.stderr(`dmaworks: ${where}${error.message}\n`);
       return 1;
     }
     throw error;
   }
-  let machine: Machine;
+  let traceOut: TraceOutput | undefined;
+  let dmaFile: DmaTraceFile | undefined;
   try {
-    machine = await Machine.create(config);
+    if (run.trace.length > 0) {
+      traceOut = run.traceFile === undefined
+        ? TraceOutput.to(io.stderr)
+        : await TraceOutput.open(run.traceFile);
+    }
+    if (run.dmaTrace !== undefined) {
+      dmaFile = new DmaTraceFile(await TraceOutput.open(run.dmaTrace));
+    }
   } catch (error) {
     io.stderr(`dmaworks: ${(error as Error).message}\n`);
+    await traceOut?.close();
     return 1;
   }
+  const machines: Machine[] = [];
   try {
+    return await runMachines(cl, run, machines, io, traceOut, dmaFile);
+  } finally {
+    await Promise.all(machines.map((m) => m.stop()));
+    await dmaFile?.close();
+    await traceOut?.close();
+    if (traceOut?.error) io.stderr(`dmaworks: trace file: ${traceOut.error.message}\n`);
+  }
+}
+
+async function runMachines(
+  cl: CommandLine,
+  run: RunPlan,
+  machines: Machine[],
+  io: CliIo,
+  traceOut: TraceOutput | undefined,
+  dmaFile: DmaTraceFile | undefined,
+): Promise<number> {
+  const count = run.configs.length;
+  for (const [k, config] of run.configs.entries()) {
+    let machine: Machine;
+    try {
+      machine = await Machine.create(config);
+    } catch (error) {
+      io.stderr(`dmaworks: ${count > 1 ? `machine ${k}: ` : ""}${(error as Error).message}\n`);
+      return 1;
+    }
+    machines.push(machine);
+    const prefix = count > 1 ? `machine ${k}: ` : "";
     machine.onEvent((event) => {
-      if (event.type === "log") io.stderr(`[${event.source}] ${event.message}\n`);
+      if (event.type === "log") io.stderr(`${prefix}[${event.source}] ${event.message}\n`);
       else if (event.type === "device-failed") {
-        io.stderr(`dmaworks: device ${event.id} failed: ${event.reason}\n`);
+        io.stderr(`dmaworks: ${prefix}device ${event.id} failed: ${event.reason}\n`);
+      } else if (event.type === "trace") {
+        traceOut?.line(
+          `${event.category}: ${count > 1 ? `m${k} ` : ""}${event.source}: ${event.message}`,
+        );
       }
     });
-    if (cl.qtest !== undefined) {
-      let handle;
-      try {
-        handle = await startQtest(
-          machine,
-          cl.qtest,
-          cl.qtestLog === undefined ? {} : { log: cl.qtestLog },
-        );
-      } catch (error) {
-        io.stderr(`dmaworks: ${(error as Error).message}\n`);
-        return 1;
-      }
-      await handle.closed;
-      return 0;
-    }
-    if (cl.paused) {
-      io.stderr("dmaworks: machine created and paused (-S); press Ctrl-C to quit\n");
-      await new Promise<void>((resolve) => {
-        const stop = () => {
-          Deno.removeSignalListener("SIGINT", stop);
-          resolve();
-        };
-        Deno.addSignalListener("SIGINT", stop);
-      });
-      return 0;
-    }
-    if (!workload) return 0;
-    io.stderr(`dmaworks: machine '${machine.name}' with ${config.ramSize! / 2 ** 20} MiB RAM\n`);
-    for (const d of machine.devices()) {
-      io.stderr(`dmaworks: ${d.address} ${d.type} (id ${d.id}, IRQ ${d.irqLines.join(",")})\n`);
-    }
-    io.stderr(`dmaworks: running workload ${workload.url.pathname.split("/").at(-1)}\n`);
-    let result: unknown;
+    dmaFile?.attach(machine, k);
+  }
+  if (cl.qtest !== undefined) {
+    let handle;
     try {
-      result = await machine.runGuest(workload.url, { options: workload.options });
+      handle = await startQtest(
+        machines[0]!,
+        cl.qtest,
+        cl.qtestLog === undefined ? {} : { log: cl.qtestLog },
+      );
     } catch (error) {
       io.stderr(`dmaworks: ${(error as Error).message}\n`);
       return 1;
     }
-    const summary = formatSummary(result);
-    io.stdout(summary.text);
-    return summary.ok ? 0 : 1;
-  } finally {
-    await machine.stop();
+    await handle.closed;
+    return 0;
   }
+  if (cl.paused) {
+    io.stderr("dmaworks: machine created and paused (-S); press Ctrl-C to quit\n");
+    await new Promise<void>((resolve) => {
+      const stop = () => {
+        Deno.removeSignalListener("SIGINT", stop);
+        resolve();
+      };
+      Deno.addSignalListener("SIGINT", stop);
+    });
+    return 0;
+  }
+  const workload = run.workload;
+  if (!workload) return 0;
+  for (const [k, machine] of machines.entries()) {
+    const config = run.configs[k]!;
+    io.stderr(`dmaworks: machine '${machine.name}' with ${config.ramSize! / 2 ** 20} MiB RAM\n`);
+    for (const d of machine.devices()) {
+      io.stderr(`dmaworks: ${d.address} ${d.type} (id ${d.id}, IRQ ${d.irqLines.join(",")})\n`);
+    }
+  }
+  const options = Object.entries(workload.options).map(([k, v]) => `,${k}=${v}`).join("");
+  io.stderr(
+    `dmaworks: running workload ${workload.name}${options}${
+      count > 1 ? ` on ${count} machines` : ""
+    }\n`,
+  );
+  const results = await Promise.allSettled(
+    machines.map((machine, k) =>
+      machine.runGuest(workload.url, {
+        options: { ...workload.options },
+        machineIndex: k,
+        machineCount: count,
+      })
+    ),
+  );
+  let ok = true;
+  for (const [k, result] of results.entries()) {
+    const title = count > 1 ? `Summary of machine ${k} (${machines[k]!.name})` : "Summary";
+    if (result.status === "rejected") {
+      io.stderr(
+        `dmaworks: ${count > 1 ? `machine ${k}: ` : ""}${(result.reason as Error).message}\n`,
+      );
+      ok = false;
+      continue;
+    }
+    const summary = formatWorkloadResult(result.value, title);
+    io.stdout(summary.text);
+    ok &&= summary.ok;
+  }
+  return ok ? 0 : 1;
 }
 
 if (import.meta.main) {

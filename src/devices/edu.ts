@@ -121,6 +121,31 @@ const ALL_ONES = 0xffff_ffff;
 const ALL_ONES_64 = 0xffff_ffff_ffff_ffffn;
 
 /**
+ * Checks `-device edu` properties before a worker starts: `dma_mask` must be
+ * a whole number (decimal or 0x hexadecimal) of at most 64 bits.
+ *
+ * @param properties The properties.
+ * @throws {Error} Naming the bad property.
+ *
+ * @example
+ * ```ts
+ * import { validateEduProperties } from "./edu.ts";
+ * import { throws } from "node:assert/strict";
+ * validateEduProperties({ dma_mask: "0xffffffff" });
+ * throws(() => validateEduProperties({ dma_mask: "lots" }), /Invalid dma_mask 'lots'/);
+ * ```
+ */
+export function validateEduProperties(properties: Readonly<Record<string, string>>): void {
+  const mask = properties["dma_mask"];
+  if (mask === undefined) return;
+  if (!/^(0x[0-9a-f]{1,16}|\d{1,20})$/i.test(mask.trim()) || BigInt(mask.trim()) >= 1n << 64n) {
+    throw new Error(
+      `Invalid dma_mask '${mask}': expected a number of at most 64 bits, e.g. 0xffffffff`,
+    );
+  }
+}
+
+/**
  * The edu device model.
  *
  * @example Liveness and factorial without a machine

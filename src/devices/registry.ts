@@ -5,7 +5,7 @@
  */
 
 import type { DeviceDescriptor, DeviceFactory } from "./device_model.ts";
-import { EDU_DESCRIPTOR, EduDevice } from "./edu.ts";
+import { EDU_DESCRIPTOR, EduDevice, validateEduProperties } from "./edu.ts";
 import { PIIX3_IDE_DESCRIPTOR, Piix3Ide } from "./piix3_ide.ts";
 import {
   E1000_DESCRIPTOR,
@@ -51,6 +51,7 @@ const TYPES: ReadonlyMap<string, DeviceType> = new Map<string, DeviceType>([
     descriptor: EDU_DESCRIPTOR,
     create: (env, properties) => new EduDevice(env, properties),
     properties: ["dma_mask"],
+    validate: validateEduProperties,
   }],
   ["piix3-ide", {
     descriptor: PIIX3_IDE_DESCRIPTOR,

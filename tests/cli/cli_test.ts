@@ -155,5 +155,5 @@ Deno.test("deno task start: the default machine runs its demo and exits 0", asyn
   match(out, /DMA through the IOMMU/);
   match(out, /(\d+) of \1 steps passed/);
   ok(!/FAIL/.test(out));
-  match(err, /running workload demo\.ts/);
+  match(err, /running workload demo\n/);
 });

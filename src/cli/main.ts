@@ -351,8 +351,8 @@ function parseObject(text: string): CaptureConfig {
 /**
  * The configurations of `count` machines built from one: with several,
  * each gets a name with its index, NICs without `mac=` get addresses unique
- * across the machines (52:54:00:12:3k:56 and up for machine k, where
- * 0x34 + k is the fifth byte), and `{machine}` in a drive's or capture's file
+ * across the machines (52:54:00:12:XX:56 and up, where XX = 0x34 + k on
+ * machine k), and `{machine}` in a drive's or capture's file
  * name becomes the machine's index. A writable image, a capture file
  * without `{machine}` or a `dgram` netdev cannot be shared by several
  * machines: that is an error.

@@ -991,19 +991,25 @@ export class Machine {
     const region = hit.region;
     if (region.target === 0) {
       const local = this.#local[region.targetRegion]!;
+      let result = 0n;
       if (size === 8 && region.maxAccess === 4) {
         if (write) {
           local.write(hit.offset, 4, value & 0xffff_ffffn);
           local.write(hit.offset + 4, 4, value >> 32n);
-          return 0n;
+        } else {
+          result = local.read(hit.offset, 4) | (local.read(hit.offset + 4, 4) << 32n);
         }
-        return local.read(hit.offset, 4) | (local.read(hit.offset + 4, 4) << 32n);
-      }
-      if (write) {
+      } else if (write) {
         local.write(hit.offset, size, value);
-        return 0n;
+      } else {
+        result = local.read(hit.offset, size) & ones(size);
       }
-      return local.read(hit.offset, size) & ones(size);
+      // A register on the main isolate can change interrupt state (INTx
+      // Disable in a command register masks a line): report the change before
+      // the access completes, as QEMU does, not when the watcher next runs
+      // (a mask and an unmask in between would cancel out unreported).
+      this.#watchIrq();
+      return result;
     }
     const device = this.#devices[region.target - 1]!;
     if (write) {

@@ -184,6 +184,7 @@ export class EduDevice implements DeviceModel {
   #stop = false;
   #iterations = 0n;
   #buffer = new Uint8Array(EDU_DMA_BUFFER_SIZE);
+  #plantedBoundsBug: boolean;
 
   /**
    * Creates the device in its reset state.
@@ -195,6 +196,9 @@ export class EduDevice implements DeviceModel {
     this.#env = env;
     const mask = properties["dma_mask"];
     this.#dmaMask = mask === undefined ? (1n << 28n) - 1n : BigInt.asUintN(64, BigInt(mask));
+    // A deliberate bug for the fuzzer's tests (MachineConfig.faultInjection):
+    // the range check forgets the end of the buffer.
+    this.#plantedBoundsBug = properties["x-planted-bug"] === "edu-dma-bounds";
   }
 
   /** The device's DMA buffer (for tests and debugging). */
@@ -389,7 +393,10 @@ export class EduDevice implements DeviceModel {
     const end = base + BigInt(EDU_DMA_BUFFER_SIZE);
     this.#faultCode = EDU_FAULT_CODES["none"];
     this.#faultAddress = 0n;
-    if (count > BigInt(EDU_DMA_BUFFER_SIZE) || bufferSide < base || bufferSide + count > end) {
+    if (
+      count > BigInt(EDU_DMA_BUFFER_SIZE) || bufferSide < base ||
+      (bufferSide + count > end && !this.#plantedBoundsBug)
+    ) {
       this.#fail("bad-range", bufferSide);
       this.#env.log(
         `edu: DMA of ${count} bytes at 0x${bufferSide.toString(16)} is outside the 4 KiB buffer`,
@@ -398,7 +405,10 @@ export class EduDevice implements DeviceModel {
     }
     if (count === 0n) return true;
     const at = Number(bufferSide - base);
-    return this.#move(toRam, ramSide, this.#buffer.subarray(at, at + Number(count)));
+    const part = this.#plantedBoundsBug
+      ? new Uint8Array(this.#buffer.buffer, at, Number(count)) // throws past the end
+      : this.#buffer.subarray(at, at + Number(count));
+    return this.#move(toRam, ramSide, part);
   }
 
   /** One RAM -> buffer -> RAM copy (extension). */

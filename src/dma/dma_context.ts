@@ -36,7 +36,28 @@ export interface DmaContextOptions {
   busByteSwap?: boolean;
   /** Record every run and fault in a DMA trace ring. */
   trace?: DmaTraceWriter;
+  /**
+   * Called with every contiguous run of RAM a DMA is about to read or write,
+   * before any byte moves (fuzzing: `DmaInjector.observe` fills first reads
+   * and checks the run). Off the fast path when absent.
+   */
+  observe?: DmaObserver;
 }
+
+/**
+ * Sees each run of RAM a DMA resolved to, before its bytes move.
+ *
+ * @param address Guest-physical address of the run.
+ * @param offset The run's offset in the RAM buffer.
+ * @param length Bytes.
+ * @param access Read (the device reads memory) or write.
+ */
+export type DmaObserver = (
+  address: number,
+  offset: number,
+  length: number,
+  access: DmaAccess,
+) => void;
 
 /** Options for {@linkcode DmaContext.map}. */
 export interface DmaMapOptions {
@@ -147,6 +168,7 @@ export class DmaContext {
   #offset = 0;
   #run = 0;
   #trace: DmaTraceWriter | undefined;
+  #observe: DmaObserver | undefined;
   #viewPage = new Float64Array(VIEW_SLOTS).fill(-1);
   #views: Array<Uint8Array<SharedArrayBuffer> | undefined> = new Array(VIEW_SLOTS).fill(undefined);
   #traceIova = 0;
@@ -173,6 +195,7 @@ export class DmaContext {
     this.#busMaster = options.busMaster ?? (() => true);
     this.#swap = options.busByteSwap ?? false;
     this.#trace = options.trace;
+    this.#observe = options.observe;
     this.#bytes = memory.bytes;
     this.#view = new DataView(memory.buffer);
   }
@@ -239,6 +262,7 @@ export class DmaContext {
     }
     this.#offset = offset;
     this.#run = run;
+    if (this.#observe !== undefined) this.#observe(phys, offset, run, access);
     if (this.#trace !== undefined) {
       this.#trace.begin();
       this.#traceIova = iova;

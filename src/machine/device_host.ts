@@ -137,6 +137,7 @@ export class DeviceHost {
   #iommu: { readonly snapshot: SharedArrayBuffer; readonly port: MessagePort } | undefined;
   #trace: { buffer: SharedArrayBuffer; reader: DmaTraceReader } | undefined;
   #disks: DiskAttachment[] = [];
+  #inject: SharedArrayBuffer | undefined;
   #net: { tx: SharedArrayBuffer; rx: SharedArrayBuffer } | undefined;
 
   /**
@@ -178,6 +179,16 @@ export class DeviceHost {
     const buffer = new SharedArrayBuffer(dmaTraceBytes(capacity));
     this.#trace = { buffer, reader: new DmaTraceReader(buffer) };
     return this.#trace.reader;
+  }
+
+  /**
+   * Turns DMA injection on (before {@linkcode DeviceHost.start}): the worker
+   * reports every DMA run to the injection block (fuzzing).
+   *
+   * @param block The machine's injection block (`DmaInjector.buffer`).
+   */
+  enableInjection(block: SharedArrayBuffer): void {
+    this.#inject = block;
   }
 
   /**
@@ -260,6 +271,7 @@ export class DeviceHost {
       irqSources: this.#options.irqSources,
       ...(this.#iommu ? { iommu: this.#iommu } : {}),
       ...(this.#trace ? { trace: this.#trace.buffer } : {}),
+      ...(this.#inject ? { inject: this.#inject } : {}),
       ...(this.#disks.length > 0 ? { disks: this.#disks } : {}),
       ...(this.#net ? { net: this.#net } : {}),
       ...(this.#options.onTrace ? { traceEvents: true } : {}),

@@ -11,6 +11,7 @@
 
 import { DmaContext, type DmaContextOptions } from "../dma/dma_context.ts";
 import { DmaTraceWriter } from "../dma/dma_trace.ts";
+import { DmaInjector } from "../dma/dma_inject.ts";
 import {
   type InvalidationMessage,
   type PrefetchMessage,
@@ -52,6 +53,8 @@ export interface DeviceInit {
   readonly iommu?: { readonly snapshot: SharedArrayBuffer; readonly port: MessagePort };
   /** The DMA trace ring, when DMA tracing is on. */
   readonly trace?: SharedArrayBuffer;
+  /** The DMA injection block, when fuzzing (see `src/dma/dma_inject.ts`). */
+  readonly inject?: SharedArrayBuffer;
   /** Disks attached to this controller. */
   readonly disks?: readonly DiskAttachment[];
   /** Frame rings to the main isolate's network backend (NICs with a netdev). */
@@ -149,6 +152,11 @@ export class DeviceRuntime {
       busMaster: () => Atomics.load(ctrl, TargetCtrl.BUS_MASTER) === 1,
     };
     if (init.trace) dmaOptions.trace = new DmaTraceWriter(init.trace, new Int32Array(init.machine));
+    if (init.inject) {
+      const injector = new DmaInjector(memory, { buffer: init.inject });
+      dmaOptions.observe = (address, offset, length, access) =>
+        injector.observe(address, offset, length, access);
+    }
     if (init.iommu) {
       const port = init.iommu.port;
       const mmu = new SnapshotMmu({

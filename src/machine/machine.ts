@@ -46,6 +46,8 @@ import { AMD_VI_MMIO_BASE, AMD_VI_MMIO_SIZE } from "../iommu/amd_vi_registers.ts
 import { WorkerLink } from "../iommu/worker_link.ts";
 import { MachineBlock, TargetCtrl } from "../shared/layout.ts";
 import type { DmaTraceReader, DmaTraceRecord } from "../dma/dma_trace.ts";
+import { DmaInjector, type InjectionPattern } from "../dma/dma_inject.ts";
+import { ObservedMemory } from "../memory/observed_memory.ts";
 import {
   type DmaTraceDevice,
   type DmaTransaction,
@@ -134,12 +136,23 @@ export interface MachineConfig {
    */
   trace?: readonly TraceCategory[];
   /**
+   * Fuzzing: fill the first DMA read of every byte of guest RAM (by a device
+   * or by the IOMMU's table walks) with these patterns and check every DMA
+   * run (see `src/dma/dma_inject.ts` and {@linkcode Machine.dmaInjector}).
+   */
+  dmaInject?: { readonly patterns: readonly InjectionPattern[] };
+  /**
    * Deliberate bugs, to show that the invariant checkers catch them.
    * `skipInvalidationAck`: the IOMMU completes invalidations without waiting
-   * for the device workers' acknowledgements.
+   * for the device workers' acknowledgements. `plantedBug`: a device model
+   * bug for the fuzzer to find (`edu-dma-bounds`: edu forgets the end of its
+   * DMA buffer in its range check).
    */
-  faultInjection?: { skipInvalidationAck?: boolean };
+  faultInjection?: { skipInvalidationAck?: boolean; plantedBug?: PlantedBug };
 }
+
+/** Device model bugs {@linkcode MachineConfig.faultInjection} can plant (for fuzzer tests). */
+export type PlantedBug = "edu-dma-bounds";
 
 /** Translation counters of one device, as the machine reports them. */
 export interface DeviceIommuCounters {
@@ -308,6 +321,7 @@ export class Machine {
   #traceListeners: Array<(device: string, records: readonly DmaTraceRecord[]) => void> = [];
   #traceBacklog: Array<DmaTraceRecord & { device: string }> = [];
   #traceTimer: ReturnType<typeof setInterval> | undefined;
+  #injector: DmaInjector | undefined;
   #dmaLines: DmaTransactionGrouper | undefined;
   #transactionListeners: Array<(t: DmaTransaction, device: DmaTraceDevice) => void> = [];
 
@@ -320,6 +334,10 @@ export class Machine {
     this.#config = config;
     this.name = config.name ?? "dmaworks";
     this.memory = new GuestMemory(config.ramSize === undefined ? {} : { size: config.ramSize });
+    if (config.dmaInject) {
+      this.#injector = new DmaInjector(this.memory);
+      this.#injector.setPatterns(config.dmaInject.patterns);
+    }
     this.#machineBlock = new SharedArrayBuffer(MACHINE_BLOCK_WORDS * 4);
     const machineWords = new Int32Array(this.#machineBlock);
     this.irq = new IrqLines(machineWords, () => this.#hub?.wake());
@@ -342,6 +360,9 @@ export class Machine {
     this.#checkNetConfig();
     if (this.#iommu) {
       for (const device of this.#devices) this.#linkToIommu(device, this.#iommu);
+    }
+    if (this.#injector) {
+      for (const device of this.#devices) device.host.enableInjection(this.#injector.buffer);
     }
     if (config.trace?.includes("dma")) this.#groupTransactions();
     if (config.dmaTrace || config.trace?.includes("dma")) {
@@ -472,12 +493,17 @@ export class Machine {
       }
     }
     const instance = this.#devices.filter((d) => d.descriptor.type === config.type).length;
-    const properties = { ...type.defaults?.(instance), ...config.properties };
+    const properties: Record<string, string> = {
+      ...type.defaults?.(instance),
+      ...config.properties,
+    };
     try {
       type.validate?.(properties);
     } catch (error) {
       throw new Error(`Device '${config.type}': ${(error as Error).message}`);
     }
+    const planted = this.#config.faultInjection?.plantedBug;
+    if (planted?.startsWith(`${config.type}-`)) properties["x-planted-bug"] = planted;
     const target = this.#devices.length + 1;
     if (target >= 64) throw new Error("Cannot add more than 63 devices");
     const address = config.addr !== undefined
@@ -692,7 +718,19 @@ export class Machine {
     this.irq.route(source, line);
     fn.setIntxSource(() => this.irq.sourceLevel(source));
     fn.onWrite(() => this.irq.mask(source, fn.intxDisabled));
-    const iommu = new AmdViIommu(this.memory, {
+    const inject = this.#injector;
+    const memory = inject
+      ? new ObservedMemory(this.memory.descriptor(), (a, n, d) => inject.observePhysical(a, n, d))
+      : this.memory;
+    const iommu = new AmdViIommu(memory, {
+      onError: (error) =>
+        this.#emit({
+          type: "log",
+          source: id,
+          message: `Internal error (command processing stopped): ${
+            error instanceof Error ? error.stack ?? error.message : String(error)
+          }`,
+        }),
       setIrq: (level) => this.irq.setSource(source, level),
       failWorker: (link, reason) => this.#failWorker(link, reason),
       watchdogMs: this.#config.invalidationWatchdogMs ?? 60_000,
@@ -775,6 +813,11 @@ export class Machine {
         uncaught: fault.uncaught ?? false,
       });
     } else device.host.fail(`Device ${fault.device} was killed (injected fault)`);
+  }
+
+  /** The DMA injector, for machines built with `dmaInject` (fuzzing). */
+  get dmaInjector(): DmaInjector | undefined {
+    return this.#injector;
   }
 
   /** The IOMMU, when the machine has one. */

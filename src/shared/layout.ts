@@ -369,3 +369,81 @@ export const TraceRecord = {
   /** Record size in words. */
   WORDS: 8,
 } as const;
+
+/**
+ * Header words of the DMA injection block (fuzzing: the first DMA read of
+ * each byte of guest RAM is filled with fuzzer data; see `src/dma/dma_inject.ts`).
+ * Producers are every device worker and the main isolate (the IOMMU's table
+ * reads); the consumer is the main isolate.
+ */
+export const InjectHeader = {
+  /** 1 while first reads are filled; 0: reads are only watched. */
+  ENABLED: 0,
+  /** The guest operation in progress (the fuzzer's index; records carry it). */
+  OP: 1,
+  /** Next record the consumer reads. */
+  HEAD: 2,
+  /** Next record a producer reserves (compare-and-swap). */
+  TAIL: 3,
+  /** Fills skipped because the record ring was full. */
+  DROPPED: 4,
+  /** Accesses whose physical range was not guest RAM (an oracle: must stay 0). */
+  VIOLATIONS: 5,
+  /** First violation: physical address, low word. */
+  VIOLATION_LO: 6,
+  /** First violation: physical address, high word. */
+  VIOLATION_HI: 7,
+  /** First violation: length. */
+  VIOLATION_LENGTH: 8,
+  /** Patterns in use (0 to `INJECT_PATTERNS`). */
+  PATTERN_COUNT: 9,
+  /** Fills so far (picks the next pattern). */
+  FILLS: 10,
+  /** Record capacity (a power of two). */
+  CAPACITY: 11,
+  /** Bytes of guest RAM the bitmap covers. */
+  RAM_BYTES: 12,
+  /** Header size in words. */
+  SIZE: 16,
+} as const;
+
+/** Words of one injection pattern. */
+export const InjectPattern = {
+  /** Pattern length in bytes (1 to `INJECT_PATTERN_BYTES`). */
+  LENGTH: 0,
+  /** The byte that changes on every repetition. */
+  INDEX: 1,
+  /** What is added to that byte on every repetition. */
+  STRIDE: 2,
+  /** First word of the pattern bytes. */
+  DATA: 4,
+  /** Pattern size in words. */
+  WORDS: 12,
+} as const;
+
+/** Patterns the injection block holds. */
+export const INJECT_PATTERNS = 8;
+/** Largest pattern in bytes. */
+export const INJECT_PATTERN_BYTES: number = (InjectPattern.WORDS - InjectPattern.DATA) * WORD;
+/** Word offset of the first pattern. */
+export const INJECT_PATTERN_BASE: number = InjectHeader.SIZE;
+
+/** Words of one fill record. */
+export const InjectRecord = {
+  /** Sequence number + 1 once the record is published. */
+  READY: 0,
+  /** RAM buffer offset of the filled bytes. */
+  OFFSET: 1,
+  /** Bytes filled. */
+  LENGTH: 2,
+  /** Pattern used. */
+  PATTERN: 3,
+  /** The guest operation in progress (`InjectHeader.OP`) when it was filled. */
+  OP: 4,
+  /** Record size in words. */
+  WORDS: 5,
+} as const;
+
+/** Word offset of the first fill record. */
+export const INJECT_RECORD_BASE: number = INJECT_PATTERN_BASE +
+  INJECT_PATTERNS * InjectPattern.WORDS;

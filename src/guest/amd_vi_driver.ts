@@ -134,13 +134,20 @@ function permBits(perms: MapPermissions): bigint {
  * The driver.
  *
  * @example
- * ```ts ignore
- * const iommu = new AmdViDriver(guest, { region: { base: 0x100_0000, size: 0x100_0000 } });
- * iommu.init();
- * const domain = iommu.createDomain();
- * iommu.attach(0x20, domain);
- * iommu.map(domain, { iova: 0x1000_0000, phys: 0x20_0000, size: 0x1000 });
- * iommu.unmap(domain, { iova: 0x1000_0000, size: 0x1000 });
+ * ```ts
+ * // The default export of a guest program (run with `machine.runGuest(url)`): maps a page for 00:04.0.
+ * import type { Guest } from "./guest.ts";
+ * import { AmdViDriver } from "./amd_vi_driver.ts";
+ *
+ * function program(guest: Guest): void {
+ *   const iommu = new AmdViDriver(guest, { region: { base: 0x100_0000, size: 0x100_0000 } });
+ *   iommu.init();
+ *   const domain = iommu.createDomain();
+ *   iommu.attach(0x20, domain);
+ *   iommu.map(domain, { iova: 0x1000_0000, phys: 0x20_0000, size: 0x1000 });
+ *   // … DMA through IOVA 0x1000_0000 …
+ *   iommu.unmap(domain, { iova: 0x1000_0000, size: 0x1000 }); // flushes and waits
+ * }
  * ```
  */
 export class AmdViDriver {

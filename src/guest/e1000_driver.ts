@@ -114,12 +114,23 @@ function bsizeBits(size: E1000BufferSize): number {
  * The driver.
  *
  * @example
- * ```ts ignore
- * const nic = new E1000Driver(guest, { mmioBase: bar0, irqLine: 23,
- *   memory: { base: 0x0200_0000, size: 0x0080_0000 } });
- * const mac = nic.init();
- * nic.send(frame);
- * const reply = nic.receive({ timeoutMs: 1000 });
+ * ```ts
+ * // The default export of a guest program (run with `machine.runGuest(url)`): a broadcast, then one frame back.
+ * import type { Guest } from "./guest.ts";
+ * import { E1000Driver } from "./e1000_driver.ts";
+ *
+ * function program(guest: Guest, options: Record<string, string>) {
+ *   const nic = new E1000Driver(guest, {
+ *     mmioBase: Number(options.bar0 ?? 0xfeb80000),
+ *     irqLine: 23,
+ *     memory: { base: 0x0200_0000, size: 0x0080_0000 },
+ *   });
+ *   const mac = nic.init();
+ *   const frame = new Uint8Array(60).fill(0xff, 0, 6); // to everyone
+ *   frame.set(mac, 6);
+ *   nic.send(frame);
+ *   return nic.receive({ timeoutMs: 1000 });
+ * }
  * ```
  */
 export class E1000Driver {

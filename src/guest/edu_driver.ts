@@ -28,9 +28,15 @@ export interface EduDmaResult {
  * Drives an edu device whose BAR0 is mapped at `base`.
  *
  * @example
- * ```ts ignore
- * const edu = new EduDriver(guest, { base: 0xfe000000, irqLine: 20 });
- * edu.factorial(5); // 120
+ * ```ts
+ * // The default export of a guest program (run with `machine.runGuest(url)`); edu's BAR0 at 0xfe000000.
+ * import type { Guest } from "./guest.ts";
+ * import { EduDriver } from "./edu_driver.ts";
+ *
+ * function program(guest: Guest): number {
+ *   const edu = new EduDriver(guest, { base: 0xfe000000, irqLine: 20 });
+ *   return edu.factorial(5); // 120
+ * }
  * ```
  */
 export class EduDriver {

@@ -272,12 +272,22 @@ function ataString(words: Uint16Array, at: number, count: number): string {
  * The driver.
  *
  * @example
- * ```ts ignore
- * const ide = new IdeDriver(guest, { bmBase: 0xc000, region: { base: 0x300_0000, size: 0x10_0000 } });
- * const id = ide.identify();
- * ide.writeDma(0, new Uint8Array(4096).fill(0x5a));
- * const back = ide.readDma(0, 8);
- * ide.flush();
+ * ```ts
+ * // The default export of a guest program (run with `machine.runGuest(url)`); BAR4 at I/O port 0xc000.
+ * import type { Guest } from "./guest.ts";
+ * import { IdeDriver } from "./ide_driver.ts";
+ *
+ * function program(guest: Guest): boolean {
+ *   const ide = new IdeDriver(guest, {
+ *     bmBase: 0xc000,
+ *     region: { base: 0x300_0000, size: 0x10_0000 },
+ *   });
+ *   ide.identify();
+ *   ide.writeDma(0, new Uint8Array(4096).fill(0x5a));
+ *   const back = ide.readDma(0, 8); // 8 sectors
+ *   ide.flush();
+ *   return back.every((b) => b === 0x5a);
+ * }
  * ```
  */
 export class IdeDriver {

@@ -63,8 +63,14 @@ function configAddress(device: number, fn: number, offset: number): number {
  * @returns The value.
  *
  * @example
- * ```ts ignore
- * const vendor = pciConfigRead(guest, { device: 4, function: 0, offset: 0 }, 2);
+ * ```ts
+ * // The default export of a guest program (run with `machine.runGuest(url)`): reads 00:04.0's vendor ID.
+ * import type { Guest } from "./guest.ts";
+ * import { pciConfigRead } from "./pci.ts";
+ *
+ * function program(guest: Guest): number {
+ *   return pciConfigRead(guest, { device: 4, function: 0, offset: 0 }, 2);
+ * }
  * ```
  */
 export function pciConfigRead(
@@ -85,8 +91,14 @@ export function pciConfigRead(
  * @param options Size and value.
  *
  * @example
- * ```ts ignore
- * pciConfigWrite(guest, { device: 4, function: 0, offset: 4 }, { size: 2, value: 0x6 });
+ * ```ts
+ * // The default export of a guest program: enables memory decoding and bus mastering on 00:04.0.
+ * import type { Guest } from "./guest.ts";
+ * import { pciConfigWrite } from "./pci.ts";
+ *
+ * function program(guest: Guest): void {
+ *   pciConfigWrite(guest, { device: 4, function: 0, offset: 4 }, { size: 2, value: 0x6 });
+ * }
  * ```
  */
 export function pciConfigWrite(
@@ -139,8 +151,16 @@ function sizeBars(guest: Guest, device: number, fn: number): GuestBar[] {
  * @returns The functions found.
  *
  * @example
- * ```ts ignore
- * for (const fn of enumeratePci(guest)) guest.log(fn.vendorId.toString(16));
+ * ```ts
+ * // The default export of a guest program: lists bus 0.
+ * import type { Guest } from "./guest.ts";
+ * import { enumeratePci } from "./pci.ts";
+ *
+ * function program(guest: Guest): string[] {
+ *   return enumeratePci(guest).map((fn) =>
+ *     `${fn.device}.${fn.function} ${fn.vendorId.toString(16)}:${fn.deviceId.toString(16)}`
+ *   );
+ * }
  * ```
  */
 export function enumeratePci(guest: Guest): GuestPciFunction[] {
@@ -178,9 +198,16 @@ export function enumeratePci(guest: Guest): GuestPciFunction[] {
  * @param options Where to allocate from.
  *
  * @example
- * ```ts ignore
- * const fns = enumeratePci(guest);
- * assignPciResources(guest, fns);
+ * ```ts
+ * // The default export of a guest program: enumerates bus 0 and assigns BARs like firmware.
+ * import type { Guest } from "./guest.ts";
+ * import { assignPciResources, enumeratePci } from "./pci.ts";
+ *
+ * function program(guest: Guest): number[] {
+ *   const fns = enumeratePci(guest);
+ *   assignPciResources(guest, fns);
+ *   return fns.flatMap((fn) => fn.bars.map((bar) => bar.address));
+ * }
  * ```
  */
 export function assignPciResources(

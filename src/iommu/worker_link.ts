@@ -89,9 +89,56 @@ export interface WorkerLinkOptions {
  * One worker's IOTLB, seen from the main isolate.
  *
  * @example
- * ```ts ignore
- * const link = new WorkerLink(hub, { id, rids: [0x20], ctrl, port, wake: () => worker, source: iommu });
- * await link.invalidate({ kind: "all" }, 1000);
+ * Both ends in one thread (in a machine, the `SnapshotMmu` runs in the
+ * device's worker): a fill publishes a page, an invalidation removes it and
+ * completes when the worker side acknowledges.
+ *
+ * ```ts
+ * import { type TranslationSource, WorkerLink } from "./worker_link.ts";
+ * import { SnapshotMmu } from "./snapshot_mmu.ts";
+ * import { MainHub } from "../machine/main_hub.ts";
+ * import { DteState, TARGET_BLOCK_WORDS, TargetCtrl, TargetState } from "../shared/layout.ts";
+ * import { equal } from "node:assert/strict";
+ *
+ * // An IOMMU stand-in mapping IOVA 0x10000 to 0x200000 for requester 0x20.
+ * const source: TranslationSource = {
+ *   resolve: () => ({ ok: true, iovaBase: 0x10000, physBase: 0x200000, length: 4096, perms: 3 }),
+ *   fill: (rid) => ({
+ *     dte: { rid, state: DteState.Translate, perms: 3, domain: 1, exclusion: undefined },
+ *     translations: [
+ *       { rid, shift: 12, iovaBase: 0x10000, physBase: 0x200000, perms: 3, domain: 1 },
+ *     ],
+ *   }),
+ * };
+ * const hub = new MainHub();
+ * const ctrl = new Int32Array(new SharedArrayBuffer(TARGET_BLOCK_WORDS * 4));
+ * Atomics.store(ctrl, TargetCtrl.STATE, TargetState.Running); // the worker is up
+ * const channel = new MessageChannel();
+ * const link = new WorkerLink(hub, {
+ *   id: "dev0",
+ *   rids: [0x20],
+ *   ctrl,
+ *   port: channel.port1,
+ *   wake: () => ({ postMessage: () => mmu.poll() }),
+ *   source,
+ * });
+ * const mmu = new SnapshotMmu({
+ *   snapshot: link.snapshot.buffer,
+ *   ctrl,
+ *   mainCtrl: hub.words,
+ *   toMain: { postMessage: () => hub.wake() },
+ * });
+ * channel.port2.onmessage = (e) => mmu.onInvalidation(e.data);
+ * try {
+ *   link.prefetch(0x20, 0x10000);
+ *   equal(mmu.translateCached(0x20, 0x10010, "read")?.address, 0x200010);
+ *   equal(await link.invalidate({ kind: "all" }, 1000), "acknowledged");
+ *   equal(mmu.translateCached(0x20, 0x10010, "read"), undefined);
+ * } finally {
+ *   link.close();
+ *   hub.close();
+ *   channel.port2.close();
+ * }
  * ```
  */
 export class WorkerLink {

@@ -89,3 +89,100 @@ export function findUseAfterInvalidate(
   }
   return found;
 }
+
+/** How many invalidation intervals {@linkcode UseAfterInvalidateChecker} keeps per page. */
+const KEEP_INTERVALS = 8;
+
+/**
+ * The streaming form of {@linkcode findUseAfterInvalidate}, for runs too
+ * long to keep their whole trace: page events are added as they are
+ * published, trace records are checked one at a time (the caller checks a
+ * record only once every event up to its `epochEnd` has been added). Each
+ * page keeps its last few invalidation intervals, so a record that arrives
+ * implausibly late may be checked against fewer intervals than it could
+ * have been (a missed violation, never a false one).
+ *
+ * @example
+ * ```ts
+ * import { UseAfterInvalidateChecker } from "./use_after_invalidate.ts";
+ * import { equal } from "node:assert/strict";
+ * const checker = new UseAfterInvalidateChecker();
+ * checker.addEvent({ kind: "invalid", page: 0x5000, epoch: 10 });
+ * checker.addEvent({ kind: "reuse", page: 0x5000, epoch: 20 });
+ * const r = { device: "edu0", requesterId: 0x20, access: "write" as const, iova: 0, address: 0x5000, length: 64, result: "ok" as const, epochStart: 9, epochEnd: 10 };
+ * equal(checker.check(r).length, 1);
+ * equal(checker.check({ ...r, epochStart: 20, epochEnd: 21 }).length, 0);
+ * ```
+ */
+export class UseAfterInvalidateChecker {
+  #intervals = new Map<number, Array<{ invalid: number; reuse: number }>>();
+
+  /**
+   * Adds a page event (in epoch order for each page).
+   *
+   * @param event The event; `size` (default 4 KiB) covers several pages.
+   */
+  addEvent(event: PageEpochEvent & { readonly size?: number }): void {
+    const first = Math.floor(event.page / PAGE);
+    const count = Math.max(1, Math.ceil((event.size ?? PAGE) / PAGE));
+    for (let p = first; p < first + count; p++) {
+      let list = this.#intervals.get(p);
+      if (event.kind === "invalid") {
+        if (!list) this.#intervals.set(p, list = []);
+        list.push({ invalid: event.epoch, reuse: Infinity });
+        if (list.length > KEEP_INTERVALS) list.shift();
+      } else {
+        const open = list?.at(-1);
+        if (open && open.reuse === Infinity) open.reuse = event.epoch;
+      }
+    }
+  }
+
+  /**
+   * Checks one trace record.
+   *
+   * @param record The record with its device id.
+   * @returns The violations it shows (one per page and interval).
+   */
+  check(record: DmaTraceRecord & { readonly device: string }): UseAfterInvalidate[] {
+    if (record.result !== "ok" || record.length === 0) return [];
+    const found: UseAfterInvalidate[] = [];
+    const first = Math.floor(record.address / PAGE);
+    const last = Math.floor((record.address + record.length - 1) / PAGE);
+    for (let p = first; p <= last; p++) {
+      for (const span of this.#intervals.get(p) ?? []) {
+        if (record.epochEnd >= span.invalid && record.epochStart < span.reuse) {
+          const { device, ...rest } = record;
+          found.push({ device, record: rest, page: p * PAGE, invalidAt: span.invalid });
+        }
+      }
+    }
+    return found;
+  }
+
+  /**
+   * Whether a record touches a page with an invalidation on record (a cheap
+   * test before {@linkcode UseAfterInvalidateChecker.check}).
+   *
+   * @param record The record.
+   * @returns `true` when it might be a violation.
+   */
+  touches(record: DmaTraceRecord): boolean {
+    if (record.result !== "ok" || record.length === 0) return false;
+    const last = Math.floor((record.address + record.length - 1) / PAGE);
+    for (let p = Math.floor(record.address / PAGE); p <= last; p++) {
+      const list = this.#intervals.get(p);
+      if (list) {
+        for (const span of list) {
+          if (record.epochEnd >= span.invalid && record.epochStart < span.reuse) return true;
+        }
+      }
+    }
+    return false;
+  }
+
+  /** Pages with at least one invalidation on record. */
+  get pages(): number {
+    return this.#intervals.size;
+  }
+}

@@ -89,6 +89,31 @@ export * from "./src/guest/e1000_driver.ts";
 export * from "./src/guest/ide_driver.ts";
 export * from "./src/stress/use_after_invalidate.ts";
 
+// The concurrency stress runner (`deno task stress`)
+export {
+  assignDevices,
+  MAX_VIOLATIONS,
+  relevantHistory,
+  runStress,
+  stressDeviceKinds,
+  type StressDeviceSummary,
+  type StressInjectedBug,
+  type StressLatency,
+  type StressOptions,
+  type StressProgress,
+  type StressResult,
+  type StressViolation,
+} from "./src/stress/runner.ts";
+export { renderStressReport, replayCommand } from "./src/stress/report.ts";
+export {
+  formatProgress,
+  ProgressPrinter,
+  type ProgressPrinterOptions,
+} from "./src/stress/progress.ts";
+export { OP_KINDS, type StressDeviceKind, type StressOpKind } from "./src/stress/ops.ts";
+export type { StressViolationKind } from "./src/stress/agent_plan.ts";
+export { CHECK_NAMES, type CheckName } from "./src/stress/stress_layout.ts";
+
 // Workloads: the API for writing one, and the built-in ones by name
 export * from "./src/workloads/workload.ts";
 export * from "./src/workloads/workload_options.ts";

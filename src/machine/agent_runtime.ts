@@ -16,6 +16,7 @@ import { RingWriter } from "../shared/register_ring.ts";
 import { RouteReader } from "../shared/route_table.ts";
 import { checkAddress, FOUR_GIB, hex } from "../util/address.ts";
 import { GuestContext } from "../workloads/guest_context.ts";
+import { WorkloadError } from "../workloads/workload.ts";
 
 /** The message that starts an agent. */
 export interface AgentInit {
@@ -350,10 +351,16 @@ export class AgentBus implements Guest {
 export async function runAgent(init: AgentInit, toMain: WakeTarget): Promise<void> {
   try {
     const bus = new AgentBus(init, toMain);
-    const module = await import(init.program);
+    let module;
+    try {
+      module = await import(init.program);
+    } catch (error) {
+      // The user's file: its own message (with the line of a syntax error) says enough.
+      throw new WorkloadError(`Cannot load ${init.program}: ${(error as Error).message}`);
+    }
     const program = module.default as GuestProgram | undefined;
     if (typeof program !== "function") {
-      throw new TypeError(`Guest program ${init.program} has no default export function`);
+      throw new WorkloadError(`Guest program ${init.program} has no default export function`);
     }
     const context = new GuestContext(bus, {
       options: init.options,

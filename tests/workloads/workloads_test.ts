@@ -259,3 +259,28 @@ Deno.test("workload names resolve to modules; unknown names list the built-in on
     ok(BUILTIN_WORKLOADS.some((w) => w.name === name));
   }
 });
+
+Deno.test("a workload file that is missing or exports no function is a clear error", async () => {
+  await using machine = await Machine.create({ devices: [{ type: "edu" }] });
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/five.ts`, "export default 5;\n");
+    for (
+      const [file, expected] of [
+        ["missing.ts", /^Guest program failed: Cannot load file:.*missing\.ts: Module not found/],
+        [
+          "five.ts",
+          /^Guest program failed: Guest program file:.*five\.ts has no default export function$/,
+        ],
+      ] as const
+    ) {
+      await rejects(machine.runGuest(new URL(`file://${dir}/${file}`)), (error: Error) => {
+        match(error.message, expected);
+        ok(!/\n\s+at /.test(error.message), `no stack trace: ${error.message}`);
+        return true;
+      });
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -277,14 +277,19 @@ export async function stressMain(args: readonly string[], io?: StressIo): Promis
     printer.done();
   }
   const command = `deno task stress ${args.join(" ")}`.trim();
+  // `deno task` runs in the repository; files go where the user ran it.
+  const place = (path: string) => {
+    const from = path.startsWith("/") ? undefined : Deno.env.get("INIT_CWD");
+    return from ? `${from}/${path}` : path;
+  };
   if (values.json) {
     await Deno.writeTextFile(
-      values.json,
+      place(values.json),
       JSON.stringify({ command, replay: replayCommand(result), ...result }, null, 2) + "\n",
     );
   }
   if (values.report) {
-    await Deno.writeTextFile(values.report, renderStressReport(result, { command }));
+    await Deno.writeTextFile(place(values.report), renderStressReport(result, { command }));
   }
   out.write(describeResult(result) + "\n");
   if (replay) {
@@ -294,8 +299,8 @@ export async function stressMain(args: readonly string[], io?: StressIo): Promis
         : `replay of seed ${result.seed}: reproduced on attempt ${result.attempts}\n`,
     );
   }
-  if (values.json) out.write(`JSON: ${values.json}\n`);
-  if (values.report) out.write(`report: ${values.report}\n`);
+  if (values.json) out.write(`JSON: ${place(values.json)}\n`);
+  if (values.report) out.write(`report: ${place(values.report)}\n`);
   return result.ok ? 0 : 1;
 }
 

@@ -4,7 +4,7 @@
 import { Machine } from "@dmaworks/dmaworks";
 
 await using machine = await Machine.create({
-  memory: { size: 64 * 1024 * 1024 },
+  ramSize: 64 * 1024 * 1024,
   devices: [{ type: "amd-iommu", addr: "01.0" }, { type: "edu", addr: "04.0" }],
 });
 // A guest program of the consumer's own, run in an agent worker, using the

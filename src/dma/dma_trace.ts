@@ -120,7 +120,7 @@ export class DmaTraceWriter {
     const w = this.#w;
     const end = this.epoch();
     const tail = Atomics.load(w, TraceHeader.TAIL);
-    if (((tail - Atomics.load(w, TraceHeader.HEAD)) | 0) > this.#mask) {
+    if (((tail - Atomics.load(w, TraceHeader.HEAD)) | 0) > this.#mask && !this.#room(tail)) {
       Atomics.add(w, TraceHeader.DROPPED, 1);
       return;
     }
@@ -136,6 +136,24 @@ export class DmaTraceWriter {
     w[at + TraceRecord.EPOCH_START] = this.#start;
     w[at + TraceRecord.EPOCH_END] = end;
     Atomics.store(w, TraceHeader.TAIL, (tail + 1) | 0);
+  }
+
+  /**
+   * In lossless mode, waits (a device worker may block on the main isolate)
+   * until the consumer has made room; false when it is not lossless or the
+   * consumer did not drain within a second.
+   */
+  #room(tail: number): boolean {
+    const w = this.#w;
+    if ((Atomics.load(w, TraceHeader.FLAGS) & 1) === 0) return false;
+    const deadline = performance.now() + 1000;
+    for (;;) {
+      const head = Atomics.load(w, TraceHeader.HEAD);
+      if (((tail - head) | 0) <= this.#mask) return true;
+      const left = deadline - performance.now();
+      if (left <= 0) return false;
+      Atomics.wait(w, TraceHeader.HEAD, head, left);
+    }
   }
 }
 
@@ -157,10 +175,13 @@ export class DmaTraceReader {
    * Creates a reader.
    *
    * @param ring The ring buffer.
+   * @param options `lossless`: a producer that finds the ring full waits for
+   *   a drain (up to a second) instead of dropping the record.
    */
-  constructor(ring: SharedArrayBuffer) {
+  constructor(ring: SharedArrayBuffer, options: { lossless?: boolean } = {}) {
     this.#w = new Int32Array(ring);
     this.#mask = (this.#w.length - TraceHeader.SIZE) / TraceRecord.WORDS - 1;
+    if (options.lossless) Atomics.or(this.#w, TraceHeader.FLAGS, 1);
   }
 
   /** Records dropped because the ring was full. */
@@ -202,6 +223,7 @@ export class DmaTraceReader {
       head = (head + 1) | 0;
     }
     Atomics.store(w, TraceHeader.HEAD, head);
+    Atomics.notify(w, TraceHeader.HEAD); // a lossless producer may wait for room
     return out;
   }
 }

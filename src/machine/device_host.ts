@@ -173,11 +173,15 @@ export class DeviceHost {
    * Turns DMA tracing on (before {@linkcode DeviceHost.start}).
    *
    * @param capacity Ring capacity in records (a power of two).
+   * @param options `lossless`: the worker waits for a drain when the ring is full.
    * @returns The reader for the ring.
    */
-  enableTrace(capacity: number = DMA_TRACE_CAPACITY): DmaTraceReader {
+  enableTrace(
+    capacity: number = DMA_TRACE_CAPACITY,
+    options: { lossless?: boolean } = {},
+  ): DmaTraceReader {
     const buffer = new SharedArrayBuffer(dmaTraceBytes(capacity));
-    this.#trace = { buffer, reader: new DmaTraceReader(buffer) };
+    this.#trace = { buffer, reader: new DmaTraceReader(buffer, options) };
     return this.#trace.reader;
   }
 

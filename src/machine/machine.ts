@@ -127,8 +127,11 @@ export interface MachineConfig {
    * Record every DMA run of every device in a trace (see
    * {@linkcode Machine.onDmaTrace}); `capacity` is each device's ring size in
    * records, `intervalMs` how often the main isolate drains the rings.
+   * `lossless`: a device whose ring is full waits for the next drain (up to a
+   * second) instead of dropping records, so checkers that need every record
+   * stay sound when the main isolate is slow (at some cost in device speed).
    */
-  dmaTrace?: boolean | { capacity?: number; intervalMs?: number };
+  dmaTrace?: boolean | { capacity?: number; intervalMs?: number; lossless?: boolean };
   /**
    * Trace categories (`-d`): the machine emits a `trace` event per traced
    * happening (see {@linkcode MachineEvent}). `dma` turns the DMA trace rings
@@ -366,9 +369,12 @@ export class Machine {
     }
     if (config.trace?.includes("dma")) this.#groupTransactions();
     if (config.dmaTrace || config.trace?.includes("dma")) {
-      const capacity = typeof config.dmaTrace === "object" ? config.dmaTrace.capacity : undefined;
+      const options = typeof config.dmaTrace === "object" ? config.dmaTrace : {};
       for (const device of this.#devices) {
-        this.#traceReaders.push({ id: device.id, reader: device.host.enableTrace(capacity) });
+        const reader = device.host.enableTrace(options.capacity, {
+          lossless: options.lossless ?? false,
+        });
+        this.#traceReaders.push({ id: device.id, reader });
       }
     }
     this.#hub.addTask({ step: () => this.#serveAgents(), hasWork: () => this.#agentWork() });

@@ -341,6 +341,11 @@ export const TraceHeader = {
   TAIL: 1,
   /** Records dropped because the ring was full. */
   DROPPED: 2,
+  /**
+   * Bit 0: lossless: a producer that finds the ring full waits (up to a
+   * second) for the consumer to drain it instead of dropping the record.
+   */
+  FLAGS: 3,
   /** Header size in words. */
   SIZE: 8,
 } as const;

@@ -41,6 +41,12 @@ export * from "./src/dma/sg_list.ts";
 export * from "./src/dma/dma_context.ts";
 export * from "./src/dma/dma_trace.ts";
 export * from "./src/dma/dma_trace_lines.ts";
+export {
+  DmaInjector,
+  type DmaInjectorOptions,
+  type InjectedFill,
+  type InjectionPattern,
+} from "./src/dma/dma_inject.ts";
 
 // PCI
 export * from "./src/pci/pci_function.ts";

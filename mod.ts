@@ -55,13 +55,27 @@ export * from "./src/pci/pci_bus.ts";
 // Devices
 export * from "./src/devices/device_model.ts";
 export * from "./src/devices/edu.ts";
-export * from "./src/devices/e1000.ts";
+export {
+  E1000_DEFAULT_MAC,
+  E1000_DESCRIPTOR,
+  E1000_MAX_TSO_SEGMENTS,
+  E1000_MAX_TX_FRAME,
+  e1000DefaultProperties,
+  E1000Device,
+  validateE1000Properties,
+} from "./src/devices/e1000.ts";
 export * from "./src/devices/e1000_regs.ts";
 export * from "./src/devices/e1000_eeprom.ts";
 export * from "./src/devices/piix3_ide.ts";
 export * from "./src/devices/ata_disk.ts";
 export * from "./src/devices/ide_bus_master.ts";
-export * from "./src/devices/registry.ts";
+export {
+  ATTACHED_DEVICES,
+  type DeviceType,
+  deviceType,
+  deviceTypeNames,
+  MAIN_ISOLATE_DEVICES,
+} from "./src/devices/registry.ts";
 
 // Disk storage
 export * from "./src/storage/disk_backend.ts";
@@ -71,12 +85,31 @@ export * from "./src/storage/open_disk.ts";
 
 // The AMD-Vi IOMMU
 export * from "./src/iommu/amd_vi.ts";
-export * from "./src/iommu/amd_vi_registers.ts";
+export {
+  AMD_VI_EXT_FEATURE,
+  AMD_VI_MAX_LEVELS,
+  AMD_VI_MMIO_BASE,
+  AMD_VI_MMIO_SIZE,
+  AmdViCommand,
+  AmdViControl,
+  AmdViErrorType,
+  AmdViEvent,
+  AmdViEventFlag,
+  AmdViFeature,
+  AmdViReg,
+  AmdViStatus,
+  invTimeoutMs,
+} from "./src/iommu/amd_vi_registers.ts";
 export * from "./src/iommu/device_table.ts";
 export * from "./src/iommu/page_walk.ts";
 export * from "./src/iommu/commands.ts";
 export * from "./src/iommu/events.ts";
-export * from "./src/iommu/iotlb_snapshot.ts";
+export {
+  type SnapshotDte,
+  SnapshotReader,
+  type SnapshotTranslation,
+  SnapshotWriter,
+} from "./src/iommu/iotlb_snapshot.ts";
 export * from "./src/iommu/snapshot_mmu.ts";
 export * from "./src/iommu/worker_link.ts";
 
@@ -97,9 +130,6 @@ export * from "./src/stress/use_after_invalidate.ts";
 
 // The concurrency stress runner (`deno task stress`)
 export {
-  assignDevices,
-  MAX_VIOLATIONS,
-  relevantHistory,
   runStress,
   stressDeviceKinds,
   type StressDeviceSummary,
@@ -137,6 +167,13 @@ export * from "./src/qtest/qtest_connection.ts";
 export type { WakeTarget } from "./src/shared/doorbell.ts";
 
 // Helpers
-export * from "./src/util/address.ts";
+export {
+  bigintToAddress,
+  checkAddress,
+  checkRange,
+  FOUR_GIB,
+  hex,
+  MAX_ADDRESS,
+} from "./src/util/address.ts";
 export * from "./src/util/random.ts";
 export * from "./src/util/crc32.ts";

@@ -343,9 +343,13 @@ export class AgentBus implements Guest {
  * @returns Resolves when the program has finished.
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import { runAgent } from "./agent_runtime.ts";
- * self.onmessage = (e) => runAgent(e.data, self);
+ * import type { WakeTarget } from "../shared/doorbell.ts";
+ * // The body of an agent worker module: the first message is the init message.
+ * function agentWorker(scope: WakeTarget & { onmessage: ((e: MessageEvent) => void) | null }) {
+ *   scope.onmessage = (e) => void runAgent(e.data, scope);
+ * }
  * ```
  */
 export async function runAgent(init: AgentInit, toMain: WakeTarget): Promise<void> {

@@ -135,8 +135,12 @@ function describeViolations(
  * @returns Lines of text.
  *
  * @example
- * ```ts ignore
- * console.log(describeResult(await runStress({ durationMs: 1000 })));
+ * ```ts
+ * import { runStress } from "./runner.ts";
+ * import { describeResult } from "./main.ts";
+ * import { ok } from "node:assert/strict";
+ * const text = describeResult(await runStress({ seed: 5, ops: 20, devices: 1, agents: 1 }));
+ * ok(text.includes("seed 5"));
  * ```
  */
 export function describeResult(result: StressResult): string {
@@ -191,8 +195,15 @@ export function describeResult(result: StressResult): string {
  * @returns The exit status.
  *
  * @example
- * ```ts ignore
- * Deno.exit(await stressMain(["--duration", "5s"]));
+ * ```ts
+ * import { stressMain } from "./main.ts";
+ * import { equal } from "node:assert/strict";
+ * let out = "";
+ * const status = await stressMain(["--ops", "20", "--devices", "1", "--agents", "1"], {
+ *   write: (text) => out += text,
+ *   tty: false,
+ * });
+ * equal(status, 0, out);
  * ```
  */
 export async function stressMain(args: readonly string[], io?: StressIo): Promise<number> {

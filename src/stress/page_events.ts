@@ -45,9 +45,13 @@ const RING_WAIT_MS = 10_000;
  * An agent's side of its page-event ring.
  *
  * @example
- * ```ts ignore
- * const events = new PageEventWriter(guest, 0);
- * const epoch = events.publish("invalid", 0x300_0000, 4096);
+ * ```ts
+ * import type { Guest } from "../guest/guest.ts";
+ * import { PageEventWriter } from "./page_events.ts";
+ * function agent(guest: Guest): number {
+ *   const events = new PageEventWriter(guest, 0);
+ *   return events.publish("invalid", 0x300_0000, 4096); // the trace epoch
+ * }
  * ```
  */
 export class PageEventWriter {

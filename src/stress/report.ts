@@ -195,8 +195,12 @@ function table(rows: ReadonlyArray<readonly [string, string | number]>): string 
  * @returns `deno task stress --replay …`.
  *
  * @example
- * ```ts ignore
- * console.log(replayCommand(result));
+ * ```ts
+ * import { runStress } from "./runner.ts";
+ * import { replayCommand } from "./report.ts";
+ * import { equal } from "node:assert/strict";
+ * const result = await runStress({ seed: 7, ops: 20, devices: 1, agents: 1 });
+ * equal(replayCommand(result), "deno task stress --replay 7 --ops 20 --devices 1 --agents 1");
  * ```
  */
 export function replayCommand(result: StressResult): string {
@@ -220,8 +224,12 @@ export function replayCommand(result: StressResult): string {
  * @returns A complete HTML document.
  *
  * @example
- * ```ts ignore
- * await Deno.writeTextFile("stress.html", renderStressReport(await runStress({ durationMs: 2000 })));
+ * ```ts
+ * import { runStress } from "./runner.ts";
+ * import { renderStressReport } from "./report.ts";
+ * import { ok } from "node:assert/strict";
+ * const html = renderStressReport(await runStress({ seed: 3, ops: 20, devices: 1, agents: 1 }));
+ * ok(html.startsWith("<!DOCTYPE html>") && html.includes("<svg"));
  * ```
  */
 export function renderStressReport(

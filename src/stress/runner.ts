@@ -398,9 +398,12 @@ function latencyOf(counts: number[]): StressLatency {
  * @returns What it found.
  *
  * @example
- * ```ts ignore
- * const result = await runStress({ seed: 1, durationMs: 2000 });
- * console.log(result.ops, result.violations.length);
+ * ```ts
+ * import { runStress } from "./runner.ts";
+ * import { equal } from "node:assert/strict";
+ * const result = await runStress({ seed: 1, ops: 40, devices: 2, agents: 1 });
+ * equal(result.ops, 40);
+ * equal(result.violations.length, 0);
  * ```
  */
 export async function runStress(options: StressOptions = {}): Promise<StressResult> {

@@ -78,10 +78,17 @@ function permBits(perms: Perms): bigint {
  * The shared IOMMU driver of the stress agents.
  *
  * @example
- * ```ts ignore
- * SmpIommu.setup(guest, { invTimeout: 5 }); // once, by the setup agent
- * const iommu = new SmpIommu(guest, 0);
- * iommu.flush([commands.invalidateAll()]);
+ * ```ts
+ * import type { Guest } from "../guest/guest.ts";
+ * import { commands } from "../iommu/commands.ts";
+ * import { SmpIommu } from "./smp_iommu.ts";
+ * function setupAgent(guest: Guest): void {
+ *   SmpIommu.setup(guest, { invTimeout: 5 }); // once, by the setup agent
+ * }
+ * function agent(guest: Guest, n: number): void {
+ *   const iommu = new SmpIommu(guest, n);
+ *   iommu.flush([commands.invalidateAll()]);
+ * }
  * ```
  */
 export class SmpIommu {

@@ -1388,10 +1388,14 @@ function setup(guest: Guest, plan: StressSetupPlan): StressSetupResult {
  * @returns The setup result or the agent's result.
  *
  * @example
- * ```ts ignore
- * const result = await machine.runGuest(new URL("./stress_agent.ts", import.meta.url), {
- *   options: { plan: JSON.stringify(plan) },
- * });
+ * ```ts
+ * import type { Machine } from "../machine/machine.ts";
+ * import type { StressAgentPlan } from "./agent_plan.ts";
+ * async function runPlan(machine: Machine, plan: StressAgentPlan): Promise<unknown> {
+ *   return await machine.runGuest(new URL("./stress_agent.ts", import.meta.url), {
+ *     options: { plan: JSON.stringify(plan) },
+ *   });
+ * }
  * ```
  */
 export default function stressAgent(

@@ -54,8 +54,12 @@ export interface EduOutcome {
  * @returns `false` once its registers read all-ones.
  *
  * @example
- * ```ts ignore
- * if (!eduAlive(guest, 0xc000_0000)) markDead();
+ * ```ts
+ * import type { Guest } from "../guest/guest.ts";
+ * import { eduAlive } from "./stress_devices.ts";
+ * function program(guest: Guest, bar: number): boolean {
+ *   return eduAlive(guest, bar);
+ * }
  * ```
  */
 export function eduAlive(guest: Guest, mmio: number): boolean {
@@ -72,8 +76,12 @@ export function eduAlive(guest: Guest, mmio: number): boolean {
  * @param transfer Addresses, length, repeat and interrupt.
  *
  * @example
- * ```ts ignore
- * eduStart(guest, bar, { src: 0x4100_0000, dst: 0x4100_1000, length: 64 });
+ * ```ts
+ * import type { Guest } from "../guest/guest.ts";
+ * import { eduStart } from "./stress_devices.ts";
+ * function program(guest: Guest, bar: number): void {
+ *   eduStart(guest, bar, { src: 0x4100_0000, dst: 0x4100_1000, length: 64 });
+ * }
  * ```
  */
 export function eduStart(
@@ -100,8 +108,13 @@ export function eduStart(
  * @returns The outcome.
  *
  * @example
- * ```ts ignore
- * const outcome = eduWait(guest, bar);
+ * ```ts
+ * import type { Guest } from "../guest/guest.ts";
+ * import { eduStart, eduWait } from "./stress_devices.ts";
+ * function program(guest: Guest, bar: number): boolean {
+ *   eduStart(guest, bar, { src: 0x4100_0000, dst: 0x4100_1000, length: 64 });
+ *   return eduWait(guest, bar, { timeoutMs: 1000 }).ok;
+ * }
  * ```
  */
 export function eduWait(
@@ -149,9 +162,13 @@ function eduOutcome(guest: Guest, mmio: number, ackIrq: boolean): EduOutcome {
  * @returns The outcome (a fault while repeating shows here).
  *
  * @example
- * ```ts ignore
- * eduStart(guest, bar, { src, dst, length: 4096, repeat: true });
- * const outcome = eduStop(guest, bar);
+ * ```ts
+ * import type { Guest } from "../guest/guest.ts";
+ * import { eduStart, eduStop } from "./stress_devices.ts";
+ * function program(guest: Guest, bar: number): boolean {
+ *   eduStart(guest, bar, { src: 0x4100_0000, dst: 0x4200_0000, length: 4096, repeat: true });
+ *   return eduStop(guest, bar).ok;
+ * }
  * ```
  */
 export function eduStop(guest: Guest, mmio: number): EduOutcome {
@@ -168,8 +185,12 @@ export function eduStop(guest: Guest, mmio: number): EduOutcome {
  * @returns The outcome.
  *
  * @example
- * ```ts ignore
- * const r = eduCopy(guest, bar, { src: 0x4100_0000, dst: 0x4300_0000, length: 16 });
+ * ```ts
+ * import type { Guest } from "../guest/guest.ts";
+ * import { eduCopy } from "./stress_devices.ts";
+ * function program(guest: Guest, bar: number): boolean {
+ *   return eduCopy(guest, bar, { src: 0x4100_0000, dst: 0x4300_0000, length: 16 }).ok;
+ * }
  * ```
  */
 export function eduCopy(
@@ -191,8 +212,12 @@ export function eduCopy(
  * @returns Whether the device answered with the inverse.
  *
  * @example
- * ```ts ignore
- * ok(eduLiveness(guest, bar, 0x1234));
+ * ```ts
+ * import type { Guest } from "../guest/guest.ts";
+ * import { eduLiveness } from "./stress_devices.ts";
+ * function program(guest: Guest, bar: number): boolean {
+ *   return eduLiveness(guest, bar, 0x1234);
+ * }
  * ```
  */
 export function eduLiveness(guest: Guest, mmio: number, value: number): boolean {

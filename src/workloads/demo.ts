@@ -43,8 +43,15 @@ function q35Line(slot: number, pin: number): number {
  * @returns The summary.
  *
  * @example
- * ```ts ignore
- * const summary = await machine.runGuest(new URL("./demo.ts", import.meta.url));
+ * ```ts
+ * import { Machine } from "../machine/machine.ts";
+ * import type { DemoSummary } from "./demo.ts";
+ * import { ok } from "node:assert/strict";
+ * await using machine = await Machine.create({
+ *   devices: [{ type: "amd-iommu" }, { type: "edu" }],
+ * });
+ * const summary = await machine.runGuest(new URL("./demo.ts", import.meta.url)) as DemoSummary;
+ * ok(summary.steps.length > 0);
  * ```
  */
 export default function demo(

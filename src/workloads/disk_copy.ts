@@ -108,11 +108,24 @@ function findDrives(ctx: WorkloadContext): Drive[] {
  * @returns The summary.
  *
  * @example
- * ```ts ignore
+ * ```ts
  * // deno task start --workload disk-copy,size=16M,chunk=2M
- * const summary = await machine.runGuest(new URL("./disk_copy.ts", import.meta.url), {
- *   options: { size: "16M" },
+ * import { Machine } from "../machine/machine.ts";
+ * import { isWorkloadSummary } from "./workload.ts";
+ * import { ok } from "node:assert/strict";
+ * await using machine = await Machine.create({
+ *   devices: [
+ *     { type: "amd-iommu" },
+ *     { type: "piix3-ide", id: "ide" },
+ *     { type: "ide-hd", properties: { drive: "a", bus: "ide.0" } },
+ *     { type: "ide-hd", properties: { drive: "b", bus: "ide.1" } },
+ *   ],
+ *   drives: [{ id: "a", size: 4 << 20 }, { id: "b", size: 4 << 20 }],
  * });
+ * const summary = await machine.runGuest(new URL("./disk_copy.ts", import.meta.url), {
+ *   options: { size: "1M", chunk: "256K" },
+ * });
+ * ok(isWorkloadSummary(summary) && summary.ok);
  * ```
  */
 export default function diskCopy(ctx: WorkloadContext): WorkloadSummary {

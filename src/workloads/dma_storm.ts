@@ -108,11 +108,18 @@ function pagesOf(offset: number, length: number): number[] {
  * @returns The summary.
  *
  * @example
- * ```ts ignore
+ * ```ts
  * // deno task start -device amd-iommu -device edu -device edu --workload dma-storm,rounds=1000
- * const summary = await machine.runGuest(new URL("./dma_storm.ts", import.meta.url), {
- *   options: { rounds: "50" },
+ * import { Machine } from "../machine/machine.ts";
+ * import { isWorkloadSummary } from "./workload.ts";
+ * import { ok } from "node:assert/strict";
+ * await using machine = await Machine.create({
+ *   devices: [{ type: "amd-iommu" }, { type: "edu" }, { type: "edu" }],
  * });
+ * const summary = await machine.runGuest(new URL("./dma_storm.ts", import.meta.url), {
+ *   options: { rounds: "20" },
+ * });
+ * ok(isWorkloadSummary(summary) && summary.ok);
  * ```
  */
 export default function dmaStorm(ctx: WorkloadContext): WorkloadSummary {

@@ -384,11 +384,26 @@ function responder(ctx: WorkloadContext, o: Options, fn: GuestPciFunction, pair:
  * @returns The summary.
  *
  * @example
- * ```ts ignore
+ * ```ts
  * // deno task start --machines 2 --workload net-pingpong,count=500,size=1514
- * const summary = await machine.runGuest(new URL("./net_pingpong.ts", import.meta.url), {
- *   options: { count: "50" },
+ * import { Machine } from "../machine/machine.ts";
+ * import { isWorkloadSummary } from "./workload.ts";
+ * import { ok } from "node:assert/strict";
+ * await using machine = await Machine.create({
+ *   devices: [
+ *     { type: "amd-iommu" },
+ *     { type: "e1000", properties: { netdev: "n0" } },
+ *     { type: "e1000", properties: { netdev: "n1", mac: "52:54:00:12:34:57" } },
+ *   ],
+ *   netdevs: [
+ *     { type: "hub", id: "n0", properties: { hubid: "9001" } },
+ *     { type: "hub", id: "n1", properties: { hubid: "9001" } },
+ *   ],
  * });
+ * const summary = await machine.runGuest(new URL("./net_pingpong.ts", import.meta.url), {
+ *   options: { count: "10", burst: "50" },
+ * });
+ * ok(isWorkloadSummary(summary) && summary.ok);
  * ```
  */
 export default function netPingpong(ctx: WorkloadContext): WorkloadSummary {

@@ -75,8 +75,18 @@ interface StormDevice {
  * @returns The report.
  *
  * @example
- * ```ts ignore
- * const r = await machine.runGuest(new URL("./remap_storm.ts", import.meta.url), { options: { seed: "7" } });
+ * ```ts
+ * import { Machine } from "../machine/machine.ts";
+ * import type { RemapStormResult } from "./remap_storm.ts";
+ * import { equal, ok } from "node:assert/strict";
+ * await using machine = await Machine.create({
+ *   devices: [{ type: "amd-iommu" }, { type: "edu" }],
+ * });
+ * const r = await machine.runGuest(new URL("./remap_storm.ts", import.meta.url), {
+ *   options: { seed: "7", rounds: "20" },
+ * }) as RemapStormResult;
+ * ok(r.rounds > 0);
+ * equal(r.violations.length, 0);
  * ```
  */
 export default function remapStorm(

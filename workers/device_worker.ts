@@ -23,6 +23,14 @@ self.onmessage = async (event: MessageEvent<DeviceControl>) => {
         message: `Cannot start device ${message.id}: ${(error as Error).message}`,
       });
     }
+  } else if (typeof message !== "string" && message.type === "query-permissions") {
+    // What this worker may do, as Deno sees it (narrowed worker permissions).
+    try {
+      const states = message.descriptors.map((d) => Deno.permissions.querySync(d).state);
+      self.postMessage({ type: "permissions", states });
+    } catch (error) {
+      self.postMessage({ type: "permissions", states: [], error: (error as Error).message });
+    }
   } else if (typeof message !== "string" && message.type === "shutdown") {
     await runtime?.shutdown();
     self.postMessage({ type: "stopped" });

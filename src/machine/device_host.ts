@@ -93,6 +93,46 @@ export function createWorker(
 }
 
 /**
+ * The narrowest Deno permissions a device worker needs: read access to its
+ * disks' image files, write access to those that are not read-only, and
+ * nothing else (no network: network backends run on the main isolate; no
+ * environment, subprocesses, FFI or system information). A device without
+ * image files gets `fallback`.
+ *
+ * @param disks The disks attached to the device.
+ * @param fallback The permissions of a device without image files (default `"none"`).
+ * @returns The permissions, as `new Worker`'s `deno.permissions` takes them.
+ *
+ * @example
+ * ```ts
+ * import { deviceWorkerPermissions } from "./device_host.ts";
+ * import { deepEqual, equal } from "node:assert/strict";
+ * const disk = { kind: "disk", drive: "d0", bus: 0, unit: 0, properties: {} } as const;
+ * equal(deviceWorkerPermissions([]), "none");
+ * deepEqual(deviceWorkerPermissions([{ ...disk, file: "a.img", readonly: true }]), {
+ *   read: ["a.img"], write: false, net: false, env: false, run: false, ffi: false, sys: false,
+ * });
+ * ```
+ */
+export function deviceWorkerPermissions(
+  disks: readonly DiskAttachment[],
+  fallback: WorkerPermissions = "none",
+): WorkerPermissions {
+  const files = disks.flatMap((d) => (d.file !== undefined ? [{ ...d, file: d.file }] : []));
+  if (files.length === 0) return fallback;
+  const writable = files.filter((d) => !d.readonly).map((d) => d.file);
+  return {
+    read: files.map((d) => d.file),
+    write: writable.length > 0 ? writable : false,
+    net: false,
+    env: false,
+    run: false,
+    ffi: false,
+    sys: false,
+  };
+}
+
+/**
  * One device worker, seen from the main isolate.
  *
  * @example
@@ -139,6 +179,10 @@ export class DeviceHost {
   #disks: DiskAttachment[] = [];
   #inject: SharedArrayBuffer | undefined;
   #net: { tx: SharedArrayBuffer; rx: SharedArrayBuffer } | undefined;
+  #permissionQueries: Array<{
+    resolve: (states: Deno.PermissionState[]) => void;
+    reject: (error: Error) => void;
+  }> = [];
 
   /**
    * Creates the instance.
@@ -216,19 +260,34 @@ export class DeviceHost {
 
   /** The narrowest permissions the worker needs: its disk images, nothing else. */
   #permissions(): WorkerPermissions {
-    const files = this.#disks.flatMap((d) => (d.file ? [d] : []));
-    if (files.length === 0) return this.#options.permissions ?? "none";
-    return {
-      read: files.map((d) => d.file!),
-      write: files.some((d) => !d.readonly)
-        ? files.filter((d) => !d.readonly).map((d) => d.file!)
-        : false,
-      net: false,
-      env: false,
-      run: false,
-      ffi: false,
-      sys: false,
-    };
+    return deviceWorkerPermissions(this.#disks, this.#options.permissions ?? "none");
+  }
+
+  /**
+   * Asks the running worker which Deno permissions it holds: the worker
+   * itself answers with `Deno.permissions.querySync`, so this is the set the
+   * runtime enforces on it (narrowed or inherited), not the one requested.
+   *
+   * @param descriptors What to ask about.
+   * @returns One state per descriptor, in order.
+   * @throws {Error} When the worker is not running, fails before it answers, or
+   *   rejects a descriptor.
+   */
+  queryPermissions(
+    descriptors: readonly Deno.PermissionDescriptor[],
+  ): Promise<Deno.PermissionState[]> {
+    const worker = this.#worker;
+    if (!worker || this.#failure !== undefined) {
+      return Promise.reject(new Error(`Device ${this.id} is not running`));
+    }
+    return new Promise((resolve, reject) => {
+      this.#permissionQueries.push({ resolve, reject });
+      worker.postMessage({ type: "query-permissions", descriptors } satisfies DeviceControl);
+    });
+  }
+
+  #endPermissionQueries(reason: string): void {
+    for (const query of this.#permissionQueries.splice(0)) query.reject(new Error(reason));
   }
 
   /** The worker (while it runs). */
@@ -303,6 +362,12 @@ export class DeviceHost {
       case "fatal":
         this.fail(message.message);
         break;
+      case "permissions": {
+        const query = this.#permissionQueries.shift();
+        if (message.error !== undefined) query?.reject(new Error(message.error));
+        else query?.resolve([...message.states]);
+        break;
+      }
       case "stopped":
         this.#stopped?.();
         break;
@@ -323,6 +388,7 @@ export class DeviceHost {
     this.#ready?.reject(new Error(reason));
     this.#ready = undefined;
     this.#stopped?.();
+    this.#endPermissionQueries(reason);
     this.#hub.wake();
     this.#options.onFailure(reason);
   }
@@ -459,6 +525,7 @@ export class DeviceHost {
       return;
     }
     this.#worker = undefined;
+    this.#endPermissionQueries(`Device ${this.id} stopped`);
     if (this.#failure === undefined) {
       const stopped = new Promise<void>((resolve) => (this.#stopped = resolve));
       worker.postMessage({ type: "shutdown" } satisfies DeviceControl);

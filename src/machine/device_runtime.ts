@@ -69,7 +69,13 @@ export type DeviceMessage =
   | { readonly type: "ready" }
   | { readonly type: "log"; readonly message: string }
   | { readonly type: "trace"; readonly message: string }
-  | { readonly type: "fatal"; readonly message: string };
+  | { readonly type: "fatal"; readonly message: string }
+  /** The answer to a `query-permissions`: one state per descriptor, in order, or why not. */
+  | {
+    readonly type: "permissions";
+    readonly states: readonly Deno.PermissionState[];
+    readonly error?: string;
+  };
 
 /** Messages the main isolate sends to a device runtime. */
 export type DeviceControl =
@@ -84,7 +90,15 @@ export type DeviceControl =
    * the runtime), or, with `uncaught`, with an exception nothing catches
    * (the worker's error event).
    */
-  | { readonly type: "crash"; readonly message: string; readonly uncaught?: boolean };
+  | { readonly type: "crash"; readonly message: string; readonly uncaught?: boolean }
+  /**
+   * Asks the worker shell what Deno permissions the worker holds (answered
+   * with a `permissions` message; the model is not involved).
+   */
+  | {
+    readonly type: "query-permissions";
+    readonly descriptors: readonly Deno.PermissionDescriptor[];
+  };
 
 /**
  * The runtime of one device.

@@ -1009,6 +1009,25 @@ export class Machine {
     }));
   }
 
+  /**
+   * Asks a device's worker which Deno permissions it holds (see
+   * `narrowWorkerPermissions`): the worker answers itself, so this is what
+   * the runtime enforces on it.
+   *
+   * @param id The device's id.
+   * @param descriptors What to ask about.
+   * @returns One state per descriptor, in order.
+   * @throws {Error} When there is no such device or its worker is not running.
+   */
+  queryDevicePermissions(
+    id: string,
+    descriptors: readonly Deno.PermissionDescriptor[],
+  ): Promise<Deno.PermissionState[]> {
+    const device = this.#devices.find((d) => d.id === id);
+    if (!device) return Promise.reject(new Error(`No device with id '${id}'`));
+    return device.host.queryPermissions(descriptors);
+  }
+
   // ---- Bus accesses from the main isolate (qtest, tests, the API) ----
 
   async #access(

@@ -82,6 +82,7 @@ export * from "./src/storage/disk_backend.ts";
 export * from "./src/storage/raw_image.ts";
 export * from "./src/storage/memory_disk.ts";
 export * from "./src/storage/open_disk.ts";
+export * from "./src/storage/faulty_disk.ts";
 
 // The AMD-Vi IOMMU
 export * from "./src/iommu/amd_vi.ts";

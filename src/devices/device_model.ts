@@ -12,6 +12,7 @@
 
 import type { DmaContext } from "../dma/dma_context.ts";
 import type { PciFunctionSpec } from "../pci/pci_function.ts";
+import type { DiskFaults } from "../storage/faulty_disk.ts";
 
 /** A register region a device exposes. */
 export interface DeviceRegionSpec {
@@ -68,6 +69,8 @@ export interface DiskAttachment {
   readonly unit: number;
   /** The attaching device's properties (`serial`, `model`, `ver`, …). */
   readonly properties: Readonly<Record<string, string>>;
+  /** Make the storage fail on purpose (reliability tests; see `src/storage/faulty_disk.ts`). */
+  readonly faults?: DiskFaults;
 }
 
 /** What a NIC model uses to send and receive frames once its `netdev` is connected. */

@@ -48,6 +48,7 @@ import { MachineBlock, TargetCtrl } from "../shared/layout.ts";
 import type { DmaTraceReader, DmaTraceRecord } from "../dma/dma_trace.ts";
 import { DmaInjector, type InjectionPattern } from "../dma/dma_inject.ts";
 import { ObservedMemory } from "../memory/observed_memory.ts";
+import { type DiskFaults, validateDiskFaults } from "../storage/faulty_disk.ts";
 import {
   type DmaTraceDevice,
   type DmaTransaction,
@@ -80,6 +81,11 @@ export interface DriveConfig {
   readonly?: boolean;
   /** Image format: only `raw`. */
   format?: "raw";
+  /**
+   * Make the storage fail on purpose (reliability tests: a full disk, bad
+   * sectors, a failing flush, a dead or slow disk); see {@linkcode DiskFaults}.
+   */
+  faults?: DiskFaults;
 }
 
 /** A packet capture (`-object filter-dump`). */
@@ -594,6 +600,12 @@ export class Machine {
     if ((drive.format ?? "raw") !== "raw") {
       throw new Error(`Drive '${drive.id}': only format=raw is supported`);
     }
+    let faults: DiskFaults | undefined;
+    try {
+      faults = drive.faults === undefined ? undefined : validateDiskFaults(drive.faults);
+    } catch (error) {
+      throw new Error(`Drive '${drive.id}': ${(error as Error).message}`);
+    }
     const bus = props["bus"];
     const controllers = this.#devices.filter((d) => deviceType(d.descriptor.type)?.diskBuses);
     let controller = controllers[0];
@@ -634,6 +646,7 @@ export class Machine {
         ? { file: drive.file }
         : { size: drive.size ?? 64 * 1024 * 1024 }),
       readonly: drive.readonly ?? false,
+      ...(faults !== undefined ? { faults } : {}),
       bus: busIndex,
       unit,
       properties: rest,

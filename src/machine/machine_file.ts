@@ -46,6 +46,7 @@ import "../net/backends.ts";
 import { resolveWorkload, type WorkloadSpec } from "../workloads/registry.ts";
 import type { CaptureConfig, DeviceConfig, DriveConfig, MachineConfig } from "./machine.ts";
 import { parseTraceCategories, type TraceCategory } from "./trace_categories.ts";
+import { type DiskFaults, DiskFaultsError, validateDiskFaults } from "../storage/faulty_disk.ts";
 
 /** A property value in a description: strings as on the command line; numbers and booleans are converted (`true` → `on`). */
 export type MachineFileValue = string | number | boolean;
@@ -76,6 +77,11 @@ export interface MachineFileDrive {
   readonly?: boolean;
   /** Only `raw`. */
   format?: "raw";
+  /**
+   * Make the disk fail on purpose (fault injection; see {@linkcode DiskFaults}):
+   * `spaceBytes` may also be a size string like `"1M"`.
+   */
+  faults?: Omit<DiskFaults, "spaceBytes"> & { readonly spaceBytes?: number | string };
 }
 
 /** A network backend (`-netdev TYPE,id=…,prop=…`). */
@@ -246,6 +252,28 @@ function size(value: unknown, unit: number): number | undefined {
   const units: Record<string, number> = { b: 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 };
   const bytes = Number(m[1]) * (m[2] ? units[m[2].toLowerCase()]! : unit);
   return Number.isSafeInteger(bytes) ? bytes : undefined;
+}
+
+/** A drive's `faults`: {@linkcode validateDiskFaults}, with sizes like "1M" for `spaceBytes`. */
+function readDiskFaults(v: Validator, value: unknown, field: string): DiskFaults {
+  if (!isObject(value)) v.fail(field, `expected an object, got ${show(value)}`);
+  const faults: Record<string, unknown> = { ...value };
+  if (typeof faults.spaceBytes === "string") {
+    const bytes = size(faults.spaceBytes, 1);
+    if (bytes === undefined) {
+      v.fail(
+        `${field}.spaceBytes`,
+        `expected bytes or a size like "1M", got ${show(faults.spaceBytes)}`,
+      );
+    }
+    faults.spaceBytes = bytes;
+  }
+  try {
+    return validateDiskFaults(faults);
+  } catch (error) {
+    if (!(error instanceof DiskFaultsError)) throw error;
+    v.fail(error.field === "" ? field : `${field}.${error.field}`, error.problem);
+  }
 }
 
 class Validator {
@@ -455,7 +483,7 @@ export function parseMachineFile(
     const [i, raw] of (file.drives === undefined ? [] : v.array(file.drives, "drives")).entries()
   ) {
     const field = `drives[${i}]`;
-    const d = v.object(raw, field, ["id", "file", "size", "readonly", "format"]);
+    const d = v.object(raw, field, ["id", "file", "size", "readonly", "format", "faults"]);
     if (d.id === undefined) v.fail(`${field}.id`, "required");
     const id = v.id(d.id, `${field}.id`);
     if (driveField.has(id)) {
@@ -481,6 +509,7 @@ export function parseMachineFile(
       }
       drive.size = bytes;
     } else v.fail(field, 'needs "file" (a raw image) or "size" (an in-memory disk)');
+    if (d.faults !== undefined) drive.faults = readDiskFaults(v, d.faults, `${field}.faults`);
     drives.push(drive);
   }
 

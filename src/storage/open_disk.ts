@@ -7,6 +7,7 @@
 
 import type { DiskAttachment } from "../devices/device_model.ts";
 import type { DiskBackend } from "./disk_backend.ts";
+import { FaultyDisk } from "./faulty_disk.ts";
 import { MemoryDisk } from "./memory_disk.ts";
 import { RawImage } from "./raw_image.ts";
 
@@ -24,7 +25,8 @@ export const DEFAULT_MEMORY_DISK_SIZE: number = 64 * 1024 * 1024;
 
 /**
  * Opens a disk's storage: the raw image `disk.file` (read-only when
- * `disk.readonly`), else an in-memory disk of `disk.size` bytes.
+ * `disk.readonly`), else an in-memory disk of `disk.size` bytes; with
+ * `disk.faults`, wrapped in a {@linkcode FaultyDisk}.
  *
  * @param disk The attachment.
  * @returns The backend.
@@ -42,6 +44,8 @@ export const DEFAULT_MEMORY_DISK_SIZE: number = 64 * 1024 * 1024;
  * ```
  */
 export function openDiskBackend(disk: DiskAttachment): DiskBackend {
-  if (disk.file !== undefined) return RawImage.openSync(disk.file, { readonly: disk.readonly });
-  return new MemoryDisk(disk.size ?? DEFAULT_MEMORY_DISK_SIZE, { readonly: disk.readonly });
+  const backend = disk.file !== undefined
+    ? RawImage.openSync(disk.file, { readonly: disk.readonly })
+    : new MemoryDisk(disk.size ?? DEFAULT_MEMORY_DISK_SIZE, { readonly: disk.readonly });
+  return disk.faults ? new FaultyDisk(backend, disk.faults) : backend;
 }

@@ -174,6 +174,9 @@ export class DeviceHost {
   #failure: string | undefined;
   #ready: { resolve: () => void; reject: (e: Error) => void } | undefined;
   #stopped: (() => void) | undefined;
+  /** Injected stalls not yet begun (resolved by the worker's `stalled`, or a failure or stop). */
+  #stalls: Array<() => void> = [];
+  #failed = Promise.withResolvers<void>();
   #iommu: { readonly snapshot: SharedArrayBuffer; readonly port: MessagePort } | undefined;
   #trace: { buffer: SharedArrayBuffer; reader: DmaTraceReader } | undefined;
   #disks: DiskAttachment[] = [];
@@ -202,6 +205,29 @@ export class DeviceHost {
   /** Why the device failed, if it did. */
   get failure(): string | undefined {
     return this.#failure;
+  }
+
+  /** Resolves once the device is marked failed (never, if it stops normally). */
+  get failed(): Promise<void> {
+    return this.#failed.promise;
+  }
+
+  /**
+   * Makes the worker hang for `ms` (fault injection: a synchronous busy
+   * loop, so it answers no register access and acknowledges no
+   * invalidation meanwhile).
+   *
+   * @param ms How long.
+   * @returns Resolves once the worker has begun the stall, or once it
+   *   cannot (the device failed or stopped first).
+   */
+  stall(ms: number): Promise<void> {
+    const worker = this.#worker;
+    if (!worker || this.#failure !== undefined) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.#stalls.push(resolve);
+      worker.postMessage({ type: "stall", ms } satisfies DeviceControl);
+    });
   }
 
   /**
@@ -353,6 +379,9 @@ export class DeviceHost {
         this.#ready?.resolve();
         this.#ready = undefined;
         break;
+      case "stalled":
+        this.#stalls.shift()?.();
+        break;
       case "log":
         this.#options.onLog(message.message);
         break;
@@ -383,6 +412,8 @@ export class DeviceHost {
   fail(reason: string): void {
     if (this.#failure !== undefined) return;
     this.#failure = reason;
+    this.#failed.resolve();
+    for (const begun of this.#stalls.splice(0)) begun();
     failTarget(this.#words);
     this.#worker?.terminate();
     this.#ready?.reject(new Error(reason));
@@ -535,5 +566,6 @@ export class DeviceHost {
       Atomics.store(this.#words, TargetCtrl.STATE, TargetState.Stopped);
     }
     worker.terminate();
+    for (const begun of this.#stalls.splice(0)) begun();
   }
 }

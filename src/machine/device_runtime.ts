@@ -67,6 +67,8 @@ export interface DeviceInit {
 export type DeviceMessage =
   | typeof WAKE_MESSAGE
   | { readonly type: "ready" }
+  /** Fault injection: the worker begins an injected stall (sent just before it hangs). */
+  | { readonly type: "stalled" }
   | { readonly type: "log"; readonly message: string }
   | { readonly type: "trace"; readonly message: string }
   | { readonly type: "fatal"; readonly message: string }
@@ -273,6 +275,8 @@ export class DeviceRuntime {
       message.port.onmessage = () => this.#pump.wake();
       this.#pump.wake();
     } else if (message.type === "stall") {
+      // Tell main first: postMessage does not need this thread's event loop.
+      this.#toMain.postMessage({ type: "stalled" } satisfies DeviceMessage);
       const until = performance.now() + message.ms;
       while (performance.now() < until) { /* hung: no requests, no acknowledgements */ }
     } else if (message.type === "crash") {

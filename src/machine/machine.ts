@@ -814,24 +814,49 @@ export class Machine {
    * no IOTLB acknowledgements); `crash-device` makes it fail as if its model
    * threw; `kill-device` terminates its worker abruptly.
    *
+   * The returned promise resolves once the fault has taken effect: a stall
+   * once the worker has begun it (or the device failed before it could), a
+   * crash or a kill once the device is marked failed. Callers that only need
+   * the fault to happen eventually may ignore it.
+   *
    * @param fault What to break.
+   * @returns Resolves once the fault has taken effect.
+   * @throws {Error} When no device has that id.
+   *
+   * @example Stall a device, then find it declared failed
+   * ```ts
+   * import { Machine } from "@dmaworks/dmaworks";
+   * import { equal } from "node:assert/strict";
+   * await using machine = await Machine.create({
+   *   devices: [{ type: "edu", id: "edu0", addr: "04.0" }],
+   *   accessTimeoutMs: 200,
+   * });
+   * await machine.out(0xcf8, 4, 0x80002010);
+   * await machine.out(0xcfc, 4, 0xfe000000);
+   * await machine.out(0xcf8, 4, 0x80002004);
+   * await machine.out(0xcfc, 2, 0x0002);
+   * await machine.injectFault({ kind: "stall-device", device: "edu0", ms: 60_000 });
+   * equal(await machine.read(0xfe000000, 4), 0xffffffffn); // times out: failed
+   * equal(machine.devices()[0]?.failure !== undefined, true);
+   * ```
    */
   injectFault(
     fault:
       | { kind: "stall-device"; device: string; ms: number }
       | { kind: "crash-device"; device: string; uncaught?: boolean }
       | { kind: "kill-device"; device: string },
-  ): void {
+  ): Promise<void> {
     const device = this.#devices.find((d) => d.id === fault.device);
     if (!device) throw new Error(`Unknown device '${fault.device}'`);
-    if (fault.kind === "stall-device") device.host.control({ type: "stall", ms: fault.ms });
-    else if (fault.kind === "crash-device") {
+    if (fault.kind === "stall-device") return device.host.stall(fault.ms);
+    if (fault.kind === "crash-device") {
       device.host.control({
         type: "crash",
         message: "Injected crash",
         uncaught: fault.uncaught ?? false,
       });
     } else device.host.fail(`Device ${fault.device} was killed (injected fault)`);
+    return device.host.failed;
   }
 
   /** The DMA injector, for machines built with `dmaInject` (fuzzing). */

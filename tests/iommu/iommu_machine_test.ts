@@ -90,8 +90,7 @@ Deno.test("a worker that does not acknowledge within InvTimeOut is stopped and t
   while (machine.memory.atomicLoad64(0x3000) !== 1n && Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 2));
   }
-  machine.injectFault({ kind: "stall-device", device: "edu0", ms: 3000 });
-  await new Promise((r) => setTimeout(r, 20)); // the stall message reaches the worker
+  await machine.injectFault({ kind: "stall-device", device: "edu0", ms: 3000 }); // it has begun
   machine.memory.atomicStore64(0x3000, 2n);
   const r = await running;
   equal(r.first, true);

@@ -1024,6 +1024,12 @@ export class E1000Device implements DeviceModel {
       tcp: (lower & E1000TxExt.TCP) !== 0,
     };
     if (lower & E1000TxExt.TSE) {
+      // A segmentation context in the middle of a segmented packet (the
+      // manual leaves it undefined): the header and MSS the packet was
+      // checked against are gone, so the packet is dropped at its EOP.
+      // Segmenting on with the new one could cut it at a header and MSS that
+      // no longer fit the data already gathered, or the frame buffer.
+      if (this.#txTso) this.#txTsoBad = true;
       this.#tsoContext = ctx;
       this.#txTsoFrames = 0;
     } else {

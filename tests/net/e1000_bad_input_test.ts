@@ -459,6 +459,49 @@ Deno.test("TSO contexts that cannot work drop the packet: MSS 0, header beyond t
   }
 });
 
+Deno.test("a TSO context in the middle of a segmented packet drops the packet (found by the fuzzer)", async () => {
+  // The fuzzer's case: a packet started under a usable context (header 54,
+  // MSS 1000), then a context with a 255-byte header and a 64 KiB MSS, then
+  // a 20000-byte buffer: segmenting on with the new context gathered more
+  // than the 16 KiB frame buffer holds and the device model threw.
+  const t = new Rig();
+  const tx = new TxRing(t, { ring: 0x10_0000, buffers: 0x20_0000, count: 8 });
+  const context = (index: number, hdrLen: number, mss: number, paylen: number) => {
+    const at = 0x10_0000 + index * 16;
+    t.ram.write8(at + 0, 14);
+    t.ram.write8(at + 1, 24);
+    t.ram.write8(at + 4, 34);
+    t.ram.write8(at + 5, 50);
+    t.ram.write32(at + 8, (((0x20 | 0x04 | 0x02 | 0x01) << 24) | paylen) >>> 0);
+    t.ram.write8(at + 13, hdrLen);
+    t.ram.write16(at + 14, mss);
+  };
+  const data = (index: number, length: number, cmd: number) =>
+    tx.descriptor(index, {
+      address: 0x20_0000,
+      length,
+      cmd: cmd | RS | 0x20 | 0x04,
+      lowerExtra: 0x0010_0000,
+      upper: 0x0200,
+    });
+  context(0, 54, 1000, 2500);
+  data(1, 500, IFCS);
+  context(2, 255, 0xffff, 20_000);
+  data(3, 20_000, EOP | IFCS);
+  t.w(R.TDT, 4);
+  await t.run();
+  equal(t.net.sent.length, 0, "nothing of the packet is sent");
+  equal(t.r(R.ERRCAUSE) & 0xff, E1000Err.TX_TSO);
+  equal(tx.status(3) & 1, 1, "its descriptors complete");
+  equal(t.r(R.TDH), 4);
+  // The next packet is segmented under the context then in force.
+  context(4, 54, 1000, 1500);
+  data(5, 54 + 1500, EOP | IFCS);
+  t.w(R.TDT, 6);
+  await t.run();
+  deepEqual(t.net.sent.map((s) => s.length), [1054, 554]);
+});
+
 Deno.test("Bus Master Enable clear: the engines wait without errors, then go on", async () => {
   let master = false;
   const t = new Rig({ dma: { busMaster: () => master } });

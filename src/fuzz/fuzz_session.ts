@@ -1,8 +1,9 @@
 /**
- * One fuzz run inside a fuzz worker: builds a {@linkcode FuzzTarget}, runs
- * the requests it was sent, and reports each request (with the fills made
- * while it ran) and each failure to the driver as it happens, so the driver
- * knows how far a run got if the worker hangs or dies.
+ * One fuzz run inside the fuzzer's child process: builds a
+ * {@linkcode FuzzTarget}, runs the requests it was sent, and reports each
+ * request (with the fills made while it ran) and each failure to the driver
+ * as it happens, so the driver knows how far a run got if the process hangs
+ * or dies.
  *
  * @module
  */
@@ -47,7 +48,7 @@ export type FuzzSessionMessage =
  * end-of-run probes, then stops the machine.
  *
  * @param start The run.
- * @param post Where reports go (the worker's `postMessage`).
+ * @param post Where reports go (the child's standard output).
  * @returns Resolves when the machine is stopped.
  *
  * @example
@@ -90,6 +91,8 @@ export async function runFuzzSession(
       for (const p of await target.finish(index)) {
         post({ type: "op", index: index++, line: p.line, reply: p.reply, fills: p.fills });
       }
+    } else if (!report()) {
+      await target.settle();
     }
     report();
   } finally {

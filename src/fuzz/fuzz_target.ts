@@ -11,8 +11,9 @@
  * - a DMA whose physical range is not guest RAM;
  * - a COMPLETION_WAIT that never completes while the command ring runs.
  *
- * It runs inside a worker (`workers/fuzz_worker.ts`) so that the fuzzer's
- * driver can stop a run whose main isolate hangs, and catch what it throws.
+ * It runs in the fuzzer's child process (`fuzz_child.ts`) so that the
+ * fuzzer's driver can stop a run whose main isolate hangs, and see what it
+ * printed if it dies.
  *
  * @module
  */
@@ -236,6 +237,18 @@ export class FuzzTarget implements AsyncDisposable {
   }
 
   /**
+   * Gives device work the last requests started (a DMA, a transmit) a moment
+   * to run, and to fail, before the run ends: a request's reply does not
+   * wait for the work it starts, and a failure after the machine stopped is
+   * not seen. A grace period, not a guarantee; the generated programs end
+   * with reads of every device, which give more.
+   */
+  async settle(): Promise<void> {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    this.#checkViolations();
+  }
+
+  /**
    * The end of a run: lets deferred device work settle, probes the IOMMU's
    * command processor with a COMPLETION_WAIT when its ring runs, and checks
    * the oracles once more. Requests it makes are returned (they belong to the
@@ -251,7 +264,7 @@ export class FuzzTarget implements AsyncDisposable {
       done.push({ line, ...r });
       return r.reply;
     };
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await this.settle();
     const value = (reply: string) => BigInt(reply.split(" ")[1] ?? "0");
     const status = value(await run(`readq 0x${(IOMMU_MMIO + 0x2020).toString(16)}`));
     if ((status & 0x10n) !== 0n && this.#injector) {

@@ -11,9 +11,34 @@ const RING = 0x1_0000;
 const FRAMES = 0x2_0000;
 const SLOTS = 32;
 
-async function udpPeer(port = 0): Promise<{ socket: Socket; port: number; frames: Uint8Array[] }> {
+function bind(port: number): Promise<Socket> {
   const socket = createSocket("udp4");
-  await new Promise<void>((resolve) => socket.bind(port, "127.0.0.1", () => resolve()));
+  return new Promise((resolve, reject) => {
+    socket.once("error", reject);
+    socket.bind(port, "127.0.0.1", () => {
+      socket.off("error", reject);
+      resolve(socket);
+    });
+  });
+}
+
+/**
+ * A UDP socket on 127.0.0.1 that collects what it receives. Binding a port
+ * just closed is retried: Deno releases a closed socket's port a little
+ * after `close` calls back (EADDRINUSE meanwhile).
+ */
+async function udpPeer(port = 0): Promise<{ socket: Socket; port: number; frames: Uint8Array[] }> {
+  let socket: Socket | undefined;
+  for (let attempt = 1; socket === undefined; attempt++) {
+    try {
+      socket = await bind(port);
+    } catch (error) {
+      if ((error as { code?: string }).code !== "EADDRINUSE" || port === 0 || attempt >= 1000) {
+        throw error;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  }
   const frames: Uint8Array[] = [];
   socket.on("message", (m: Uint8Array) => frames.push(new Uint8Array(m)));
   return { socket, port: socket.address().port, frames };

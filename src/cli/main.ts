@@ -637,7 +637,10 @@ async function runMachines(
   for (const [k, machine] of machines.entries()) {
     const config = run.configs[k]!;
     io.stderr(`dmaworks: machine '${machine.name}' with ${config.ramSize! / 2 ** 20} MiB RAM\n`);
-    for (const d of machine.devices()) {
+    const iommu = machine.iommuDevice();
+    const devices = [...(iommu ? [iommu] : []), ...machine.devices()]
+      .sort((a, b) => a.address.localeCompare(b.address));
+    for (const d of devices) {
       io.stderr(`dmaworks: ${d.address} ${d.type} (id ${d.id}, IRQ ${d.irqLines.join(",")})\n`);
     }
   }

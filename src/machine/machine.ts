@@ -870,6 +870,34 @@ export class Machine {
   }
 
   /**
+   * The IOMMU's PCI function, described like {@linkcode Machine.devices}
+   * describes device workers (the IOMMU runs on the main isolate, so it is
+   * not among them).
+   *
+   * @returns Its id, address and interrupt line, or `undefined` without an IOMMU.
+   *
+   * @example
+   * ```ts
+   * import { Machine } from "./machine.ts";
+   * import { equal } from "node:assert/strict";
+   * await using machine = await Machine.create({ devices: [{ type: "amd-iommu", addr: "01.0" }] });
+   * equal(machine.iommuDevice()?.address, "00:01.0");
+   * equal(machine.iommuDevice()?.type, "amd-iommu");
+   * ```
+   */
+  iommuDevice(): DeviceInfo | undefined {
+    const info = this.#iommuInfo;
+    if (!info) return undefined;
+    return {
+      id: info.id,
+      type: "amd-iommu",
+      address: formatPciAddress(info.address),
+      requesterId: requesterId(info.address),
+      irqLines: [info.line],
+    };
+  }
+
+  /**
    * The IOMMU's counters and each device's translation counters.
    *
    * @returns The counters, or `undefined` without an IOMMU.

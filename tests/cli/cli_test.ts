@@ -156,4 +156,7 @@ Deno.test("deno task start: the default machine runs its demo and exits 0", asyn
   match(out, /(\d+) of \1 steps passed/);
   ok(!/FAIL/.test(out));
   match(err, /running workload demo\n/);
+  // Every device is listed before the workload starts, the IOMMU (main isolate) too.
+  match(err, /dmaworks: 00:01\.0 amd-iommu \(id iommu0, IRQ 21\)\n/);
+  match(err, /dmaworks: 00:02\.0 piix3-ide \(id ide, IRQ 14,15\)\n/);
 });

@@ -205,8 +205,9 @@ function table(rows: ReadonlyArray<readonly [string, string | number]>): string 
  */
 export function replayCommand(result: StressResult): string {
   const o = result.options;
-  // A failing run replays best as the sequences cut after the violating operation.
-  const ops = result.shrunk ? result.shrunk.ops : o.ops;
+  // A failing run replays best as the sequences cut after the violating
+  // operation, when such a shorter run showed the violation again.
+  const ops = result.shrunk?.reproduced ? result.shrunk.ops : o.ops;
   const parts = ["deno task stress", `--replay ${result.seed}`];
   if (ops > 0) parts.push(`--ops ${ops}`);
   else parts.push(`--duration ${o.durationMs / 1000}s`);

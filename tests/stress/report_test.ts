@@ -134,6 +134,13 @@ Deno.test("the replay command carries the seed, the shrunk operation count and t
     "deno task stress --replay 42 --duration 60s --devices 6 --agents 2",
   );
   ok(renderStressReport(unshrunk).includes("No violations."));
+  // A shorter run that did not show the violation again is not what to replay.
+  const failed = sampleResult();
+  const byTime = { ...failed, options: { ...failed.options, durationMs: 30_000, ops: 0 } };
+  equal(
+    replayCommand({ ...byTime, shrunk: { ...failed.shrunk!, reproduced: false } }),
+    "deno task stress --replay 42 --duration 30s --devices 3 --agents 2 --faults --inject-bug skip-ack",
+  );
 });
 
 const chromium = await findChromium();

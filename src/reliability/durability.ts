@@ -531,7 +531,9 @@ export function checkFlushTrace(trace: string, image: string): FlushTrace {
     }
   };
   for (const line of trace.split("\n")) {
-    const m = /^(?:\[pid\s+)?(\d+)\]? (.*)$/.exec(line);
+    // strace pads the pid column (`5020  write(…`) to a width that depends
+    // on the pids, so any run of spaces separates it from the call.
+    const m = /^(?:\[pid\s+)?(\d+)\]?\s+(.*)$/.exec(line);
     if (!m) continue;
     const [, pid, rest] = m as unknown as [string, string, string];
     const result = Number(/\)\s+= (-?\d+)/.exec(rest)?.[1] ?? NaN);

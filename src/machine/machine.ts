@@ -396,6 +396,18 @@ export class Machine {
    *
    * @param config The configuration.
    * @returns The running machine.
+   *
+   * @example
+   * ```ts
+   * import { Machine } from "./machine.ts";
+   * import { equal } from "node:assert/strict";
+   * await using machine = await Machine.create({
+   *   ramSize: 64 << 20,
+   *   devices: [{ type: "amd-iommu" }, { type: "edu", addr: "04.0" }],
+   * });
+   * equal(machine.memory.size, 64 << 20);
+   * equal(machine.devices()[0]?.address, "00:04.0");
+   * ```
    */
   static async create(config: MachineConfig = {}): Promise<Machine> {
     const machine = new Machine(config);
@@ -413,6 +425,20 @@ export class Machine {
    *
    * @param listener Called for each event.
    * @returns A function that removes the listener.
+   *
+   * @example
+   * ```ts
+   * import { Machine } from "./machine.ts";
+   * import { deepEqual } from "node:assert/strict";
+   * await using machine = await Machine.create({ devices: [{ type: "edu", id: "a" }] });
+   * const failed: string[] = [];
+   * const off = machine.onEvent((e) => {
+   *   if (e.type === "device-failed") failed.push(e.id);
+   * });
+   * await machine.injectFault({ kind: "kill-device", device: "a" });
+   * off();
+   * deepEqual(failed, ["a"]);
+   * ```
    */
   onEvent(listener: (event: MachineEvent) => void): () => void {
     this.#listeners.push(listener);
@@ -901,6 +927,18 @@ export class Machine {
    * The IOMMU's counters and each device's translation counters.
    *
    * @returns The counters, or `undefined` without an IOMMU.
+   *
+   * @example
+   * ```ts
+   * import { Machine } from "./machine.ts";
+   * import { equal } from "node:assert/strict";
+   * await using machine = await Machine.create({
+   *   devices: [{ type: "amd-iommu" }, { type: "edu", id: "edu0" }],
+   * });
+   * const counters = machine.iommuCounters();
+   * equal(counters?.devices[0]?.id, "edu0");
+   * equal(counters?.devices[0]?.faults, 0);
+   * ```
    */
   iommuCounters(): MachineIommuCounters | undefined {
     const iommu = this.#iommu;
@@ -1035,7 +1073,19 @@ export class Machine {
     return Atomics.add(new Int32Array(this.#machineBlock), MachineBlock.TRACE_EPOCH, 1) + 1;
   }
 
-  /** Stops every agent and device worker; idempotent. */
+  /**
+   * Stops every agent and device worker; idempotent.
+   *
+   * @example
+   * ```ts
+   * import { Machine } from "./machine.ts";
+   * import { equal } from "node:assert/strict";
+   * const machine = await Machine.create({ devices: [{ type: "edu" }] });
+   * await machine.stop(); // what `await using` does
+   * await machine.stop();
+   * equal(machine.devices().length, 1);
+   * ```
+   */
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
@@ -1063,6 +1113,14 @@ export class Machine {
    * The machine's devices.
    *
    * @returns One entry per device.
+   *
+   * @example
+   * ```ts
+   * import { Machine } from "./machine.ts";
+   * import { deepEqual } from "node:assert/strict";
+   * await using machine = await Machine.create({ devices: [{ type: "edu", addr: "04.0" }] });
+   * deepEqual(machine.devices().map((d) => `${d.address} ${d.type} ${d.id}`), ["00:04.0 edu edu0"]);
+   * ```
    */
   devices(): DeviceInfo[] {
     return this.#devices.map((d) => ({
@@ -1207,6 +1265,19 @@ export class Machine {
    * @param address Physical address.
    * @param size 1, 2, 4 or 8 bytes.
    * @returns The value; unassigned addresses read all-ones.
+   *
+   * @example
+   * ```ts
+   * import { Machine } from "./machine.ts";
+   * import { equal } from "node:assert/strict";
+   * await using machine = await Machine.create({ devices: [{ type: "edu", addr: "04.0" }] });
+   * equal(await machine.read(0xfe00_0000, 4), 0xffff_ffffn); // nothing there yet: all-ones
+   * await machine.out(0xcf8, 4, 0x8000_2010); // 00:04.0 BAR0
+   * await machine.out(0xcfc, 4, 0xfe00_0000);
+   * await machine.out(0xcf8, 4, 0x8000_2004); // command: memory decoding
+   * await machine.out(0xcfc, 2, 0x0002);
+   * equal(await machine.read(0xfe00_0000, 4), 0x0100_00edn); // edu's identification
+   * ```
    */
   read(address: number, size: number): Promise<bigint> {
     checkRange(address, size);
@@ -1220,6 +1291,15 @@ export class Machine {
    * @param address Physical address.
    * @param size 1, 2, 4 or 8 bytes.
    * @param value The value (truncated to `size`).
+   *
+   * @example
+   * ```ts
+   * import { Machine } from "./machine.ts";
+   * import { equal } from "node:assert/strict";
+   * await using machine = await Machine.create();
+   * await machine.write(0x1000, 8, 0x1122_3344_5566_7788n); // RAM
+   * equal(await machine.read(0x1004, 4), 0x1122_3344n);
+   * ```
    */
   async write(address: number, size: number, value: bigint | number): Promise<void> {
     checkRange(address, size);
@@ -1233,6 +1313,15 @@ export class Machine {
    * @param port Port number.
    * @param size 1, 2 or 4.
    * @returns The value.
+   *
+   * @example
+   * ```ts
+   * import { Machine } from "./machine.ts";
+   * import { equal } from "node:assert/strict";
+   * await using machine = await Machine.create();
+   * await machine.out(0xcf8, 4, 0x8000_0000); // 00:00.0, register 0
+   * equal(await machine.in(0xcfc, 4), 0x29c0_8086); // the q35 host bridge
+   * ```
    */
   async in(port: number, size: number): Promise<number> {
     this.#checkPort(port, size);
@@ -1245,6 +1334,15 @@ export class Machine {
    * @param port Port number.
    * @param size 1, 2 or 4.
    * @param value The value (truncated to `size`).
+   *
+   * @example
+   * ```ts
+   * import { Machine } from "./machine.ts";
+   * import { equal } from "node:assert/strict";
+   * await using machine = await Machine.create();
+   * await machine.out(0xcf8, 4, 0x8000_0000);
+   * equal(await machine.in(0xcf8, 4), 0x8000_0000);
+   * ```
    */
   async out(port: number, size: number, value: number | bigint): Promise<void> {
     this.#checkPort(port, size);
@@ -1267,6 +1365,15 @@ export class Machine {
    * @param address Physical address.
    * @param length Number of bytes.
    * @returns The bytes.
+   *
+   * @example
+   * ```ts
+   * import { Machine } from "./machine.ts";
+   * import { deepEqual } from "node:assert/strict";
+   * await using machine = await Machine.create();
+   * await machine.writeMemory(0x2000, new Uint8Array([1, 2, 3]));
+   * deepEqual(await machine.readMemory(0x2000, 3), new Uint8Array([1, 2, 3]));
+   * ```
    */
   async readMemory(address: number, length: number): Promise<Uint8Array> {
     checkRange(address, length);
@@ -1312,6 +1419,15 @@ export class Machine {
    *
    * @param address Physical address.
    * @param data The bytes.
+   *
+   * @example
+   * ```ts
+   * import { Machine } from "./machine.ts";
+   * import { equal } from "node:assert/strict";
+   * await using machine = await Machine.create();
+   * await machine.writeMemory(0x3000, new TextEncoder().encode("dma"));
+   * equal(machine.memory.read8(0x3002), "a".charCodeAt(0));
+   * ```
    */
   async writeMemory(address: number, data: Uint8Array): Promise<void> {
     checkRange(address, data.length);
@@ -1343,6 +1459,15 @@ export class Machine {
    * @param address Physical address.
    * @param length Number of bytes.
    * @param value Byte value (default 0).
+   *
+   * @example
+   * ```ts
+   * import { Machine } from "./machine.ts";
+   * import { equal } from "node:assert/strict";
+   * await using machine = await Machine.create();
+   * await machine.fillMemory(0x4000, 4096, 0xa5);
+   * equal(await machine.read(0x4ffc, 4), 0xa5a5_a5a5n);
+   * ```
    */
   async fillMemory(address: number, length: number, value = 0): Promise<void> {
     checkRange(address, length);
@@ -1402,6 +1527,19 @@ export class Machine {
    * @param line GSI.
    * @param timeoutMs Give up after this long.
    * @returns Whether the line is asserted.
+   *
+   * @example
+   * ```ts
+   * import { Machine } from "./machine.ts";
+   * import { equal } from "node:assert/strict";
+   * await using machine = await Machine.create({ devices: [{ type: "edu", addr: "04.0" }] });
+   * await machine.out(0xcf8, 4, 0x8000_2010); // 00:04.0 BAR0
+   * await machine.out(0xcfc, 4, 0xfe00_0000);
+   * await machine.out(0xcf8, 4, 0x8000_2004); // command: memory decoding
+   * await machine.out(0xcfc, 2, 0x0002);
+   * await machine.write(0xfe00_0060, 4, 1); // edu: raise interrupt status bit 0
+   * equal(await machine.waitIrq(20, 2000), true); // 00:04.0 INTA is GSI 20 on q35
+   * ```
    */
   waitIrq(line: number, timeoutMs = 5000): Promise<boolean> {
     return this.#hub.until(() => this.irq.lineLevel(line), timeoutMs);
@@ -1477,6 +1615,16 @@ export class Machine {
    * @param program URL of the program module.
    * @param options Program options and a time limit.
    * @returns What the program returned.
+   *
+   * @example
+   * ```ts
+   * import { Machine } from "./machine.ts";
+   * import { equal } from "node:assert/strict";
+   * await using machine = await Machine.create();
+   * const program = "data:text/javascript,export default (guest) => {" +
+   *   " guest.out32(0xcf8, 0x80000000); return guest.in32(0xcfc); }";
+   * equal(await machine.runGuest(program), 0x29c0_8086);
+   * ```
    */
   async runGuest(program: URL | string, options: RunGuestOptions = {}): Promise<unknown> {
     if (!this.#started || this.#stopped) {

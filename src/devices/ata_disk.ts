@@ -439,27 +439,94 @@ export class AtaDisk {
     this.#powerOn();
   }
 
-  /** Capacity in sectors (0 without usable storage). */
+  /**
+   * Capacity in sectors (0 without usable storage).
+   *
+   * @example
+   * ```ts
+   * import { AtaDisk } from "./ata_disk.ts";
+   * import { MemoryDisk } from "../storage/memory_disk.ts";
+   * import { equal } from "node:assert/strict";
+   * const port = { raiseIrq: () => {}, startDma: () => {}, defer: () => {}, log: () => {} };
+   * equal(new AtaDisk(port, { unit: 0, backend: new MemoryDisk(1 << 20) }).sectors, 2048);
+   * equal(new AtaDisk(port, { unit: 1 }).sectors, 0); // no drive in this slot
+   * ```
+   */
   get sectors(): number {
     return this.#backend ? Math.floor(this.#backend.size / SECTOR_SIZE) : 0;
   }
 
-  /** The status register (0 for an absent drive). */
+  /**
+   * The status register (0 for an absent drive).
+   *
+   * @example
+   * ```ts
+   * import { AtaDisk, AtaStatus } from "./ata_disk.ts";
+   * import { MemoryDisk } from "../storage/memory_disk.ts";
+   * import { equal } from "node:assert/strict";
+   * const port = { raiseIrq: () => {}, startDma: () => {}, defer: () => {}, log: () => {} };
+   * equal(new AtaDisk(port, { unit: 0, backend: new MemoryDisk(1 << 20) }).status, AtaStatus.DRDY | AtaStatus.DSC);
+   * equal(new AtaDisk(port, { unit: 1 }).status, 0); // an absent drive
+   * ```
+   */
   get status(): number {
     return this.present ? this.#status : 0;
   }
 
-  /** The error register (0 for an absent drive). */
+  /**
+   * The error register (0 for an absent drive).
+   *
+   * @example
+   * ```ts
+   * import { AtaDisk, AtaError, AtaStatus } from "./ata_disk.ts";
+   * import { MemoryDisk } from "../storage/memory_disk.ts";
+   * import { equal } from "node:assert/strict";
+   * const port = { raiseIrq: () => {}, startDma: () => {}, defer: () => {}, log: () => {} };
+   * const disk = new AtaDisk(port, { unit: 0, backend: new MemoryDisk(1 << 20) });
+   * disk.execute(0x00); // NOP: not implemented
+   * equal(disk.status & AtaStatus.ERR, AtaStatus.ERR);
+   * equal(disk.error, AtaError.ABRT);
+   * ```
+   */
   get error(): number {
     return this.present ? this.#error : 0;
   }
 
-  /** Whether the drive is executing a command or transferring data (BSY or DRQ). */
+  /**
+   * Whether the drive is executing a command or transferring data (BSY or DRQ).
+   *
+   * @example
+   * ```ts
+   * import { AtaCommand, AtaDisk } from "./ata_disk.ts";
+   * import { MemoryDisk } from "../storage/memory_disk.ts";
+   * import { equal } from "node:assert/strict";
+   * const port = { raiseIrq: () => {}, startDma: () => {}, defer: () => {}, log: () => {} };
+   * const disk = new AtaDisk(port, { unit: 0, backend: new MemoryDisk(1 << 20) });
+   * equal(disk.busy, false);
+   * disk.execute(AtaCommand.IDENTIFY_DEVICE); // DRQ: 512 bytes to read
+   * equal(disk.busy, true);
+   * ```
+   */
   get busy(): boolean {
     return (this.#status & (AtaStatus.BSY | AtaStatus.DRQ)) !== 0;
   }
 
-  /** Whether the write cache is enabled (SET FEATURES 0x02 / 0x82). */
+  /**
+   * Whether the write cache is enabled (SET FEATURES 0x02 / 0x82).
+   *
+   * @example
+   * ```ts
+   * import { AtaCommand, AtaDisk, AtaRegister } from "./ata_disk.ts";
+   * import { MemoryDisk } from "../storage/memory_disk.ts";
+   * import { equal } from "node:assert/strict";
+   * const port = { raiseIrq: () => {}, startDma: () => {}, defer: () => {}, log: () => {} };
+   * const disk = new AtaDisk(port, { unit: 0, backend: new MemoryDisk(1 << 20) });
+   * equal(disk.writeCache, true);
+   * disk.writeRegister(AtaRegister.ERROR_FEATURES, 0x82); // disable the write cache
+   * disk.execute(AtaCommand.SET_FEATURES);
+   * equal(disk.writeCache, false);
+   * ```
+   */
   get writeCache(): boolean {
     return this.#writeCache;
   }
@@ -502,6 +569,19 @@ export class AtaDisk {
    *
    * @param reg Register offset 1–6.
    * @param value The byte.
+   *
+   * @example
+   * ```ts
+   * import { AtaDisk, AtaRegister } from "./ata_disk.ts";
+   * import { MemoryDisk } from "../storage/memory_disk.ts";
+   * import { equal } from "node:assert/strict";
+   * const port = { raiseIrq: () => {}, startDma: () => {}, defer: () => {}, log: () => {} };
+   * const disk = new AtaDisk(port, { unit: 0, backend: new MemoryDisk(1 << 20) });
+   * disk.writeRegister(AtaRegister.SECTOR_COUNT, 0x12); // LBA48: high byte first
+   * disk.writeRegister(AtaRegister.SECTOR_COUNT, 0x34);
+   * equal(disk.readRegister(AtaRegister.SECTOR_COUNT, false), 0x34);
+   * equal(disk.readRegister(AtaRegister.SECTOR_COUNT, true), 0x12); // HOB
+   * ```
    */
   writeRegister(reg: number, value: number): void {
     const v = value & 0xff;
@@ -538,6 +618,18 @@ export class AtaDisk {
    * @param reg Register offset 1–6.
    * @param hob Read the high order bytes (device control HOB bit).
    * @returns The byte.
+   *
+   * @example
+   * ```ts
+   * import { AtaDisk, AtaRegister } from "./ata_disk.ts";
+   * import { MemoryDisk } from "../storage/memory_disk.ts";
+   * import { equal } from "node:assert/strict";
+   * const port = { raiseIrq: () => {}, startDma: () => {}, defer: () => {}, log: () => {} };
+   * const disk = new AtaDisk(port, { unit: 0, backend: new MemoryDisk(1 << 20) });
+   * equal(disk.readRegister(AtaRegister.SECTOR_COUNT, false), 1); // the disk signature
+   * equal(disk.readRegister(AtaRegister.LBA_MID, false), 0);
+   * equal(disk.readRegister(AtaRegister.DEVICE, false), 0xa0); // obsolete bits read 1
+   * ```
    */
   readRegister(reg: number, hob: boolean): number {
     switch (reg) {
@@ -558,7 +650,21 @@ export class AtaDisk {
     }
   }
 
-  /** Whether the device register selects this drive. */
+  /**
+   * The unit the device register selects (0 or 1; both drives of a channel latch it).
+   *
+   * @example
+   * ```ts
+   * import { AtaDisk, AtaRegister } from "./ata_disk.ts";
+   * import { MemoryDisk } from "../storage/memory_disk.ts";
+   * import { equal } from "node:assert/strict";
+   * const port = { raiseIrq: () => {}, startDma: () => {}, defer: () => {}, log: () => {} };
+   * const disk = new AtaDisk(port, { unit: 0, backend: new MemoryDisk(1 << 20) });
+   * equal(disk.selectedUnit, 0);
+   * disk.writeRegister(AtaRegister.DEVICE, 0x10); // DEV: the slave
+   * equal(disk.selectedUnit, 1);
+   * ```
+   */
   get selectedUnit(): number {
     return (this.#select & DEV_SELECT) ? 1 : 0;
   }
@@ -570,6 +676,25 @@ export class AtaDisk {
    *
    * @param size 2 or 4.
    * @returns The data.
+   *
+   * @example
+   * ```ts
+   * import { AtaCommand, AtaDisk, AtaRegister } from "./ata_disk.ts";
+   * import { MemoryDisk } from "../storage/memory_disk.ts";
+   * import { equal } from "node:assert/strict";
+   * const backend = new MemoryDisk(1 << 20);
+   * await backend.write(512, new Uint8Array(512).fill(0x5a));
+   * const tasks: Array<() => Promise<void>> = [];
+   * const port = { raiseIrq: () => {}, startDma: () => {}, defer: (t: () => Promise<void>) => void tasks.push(t), log: () => {} };
+   * const disk = new AtaDisk(port, { unit: 0, backend });
+   * equal(disk.readData(2), 0); // no data phase
+   * disk.writeRegister(AtaRegister.SECTOR_COUNT, 1);
+   * disk.writeRegister(AtaRegister.LBA_LOW, 1);
+   * disk.writeRegister(AtaRegister.DEVICE, 0x40); // LBA
+   * disk.execute(AtaCommand.READ_SECTORS);
+   * for (const t of tasks.splice(0)) await t(); // the disk read
+   * equal(disk.readData(4), 0x5a5a5a5a);
+   * ```
    */
   readData(size: 2 | 4): number {
     if (!this.present || !(this.#status & AtaStatus.DRQ) || !this.#pioIn) return 0;
@@ -587,6 +712,26 @@ export class AtaDisk {
    *
    * @param size 2 or 4.
    * @param value The data.
+   *
+   * @example
+   * ```ts
+   * import { AtaCommand, AtaDisk, AtaRegister } from "./ata_disk.ts";
+   * import { MemoryDisk } from "../storage/memory_disk.ts";
+   * import { deepEqual } from "node:assert/strict";
+   * const backend = new MemoryDisk(1 << 20);
+   * const tasks: Array<() => Promise<void>> = [];
+   * const port = { raiseIrq: () => {}, startDma: () => {}, defer: (t: () => Promise<void>) => void tasks.push(t), log: () => {} };
+   * const disk = new AtaDisk(port, { unit: 0, backend });
+   * disk.writeRegister(AtaRegister.SECTOR_COUNT, 1);
+   * disk.writeRegister(AtaRegister.LBA_LOW, 0);
+   * disk.writeRegister(AtaRegister.DEVICE, 0x40); // LBA
+   * disk.execute(AtaCommand.WRITE_SECTORS);
+   * for (let i = 0; i < 128; i++) disk.writeData(4, 0x04030201);
+   * for (const t of tasks.splice(0)) await t(); // the disk write
+   * const sector = new Uint8Array(4);
+   * await backend.read(0, sector);
+   * deepEqual(sector, new Uint8Array([1, 2, 3, 4]));
+   * ```
    */
   writeData(size: 2 | 4, value: number): void {
     if (!this.present || !(this.#status & AtaStatus.DRQ) || this.#pioIn) return;
@@ -620,7 +765,22 @@ export class AtaDisk {
 
   // ---- Reset ----
 
-  /** SRST asserted: the drive stops what it was doing and shows BSY. */
+  /**
+   * SRST asserted: the drive stops what it was doing and shows BSY.
+   *
+   * @example
+   * ```ts
+   * import { AtaCommand, AtaDisk, AtaStatus } from "./ata_disk.ts";
+   * import { MemoryDisk } from "../storage/memory_disk.ts";
+   * import { equal } from "node:assert/strict";
+   * const port = { raiseIrq: () => {}, startDma: () => {}, defer: () => {}, log: () => {} };
+   * const disk = new AtaDisk(port, { unit: 0, backend: new MemoryDisk(1 << 20) });
+   * disk.execute(AtaCommand.IDENTIFY_DEVICE);
+   * disk.assertReset();
+   * equal(disk.status, AtaStatus.BSY);
+   * equal(disk.readData(2), 0); // the data phase was abandoned
+   * ```
+   */
   assertReset(): void {
     this.#epoch++;
     this.#dmaPhase = false;
@@ -628,7 +788,22 @@ export class AtaDisk {
     this.#status = AtaStatus.BSY;
   }
 
-  /** SRST released: the drive completes its reset (signature, diagnostic code 0x01). */
+  /**
+   * SRST released: the drive completes its reset (signature, diagnostic code 0x01).
+   *
+   * @example
+   * ```ts
+   * import { AtaDisk, AtaStatus } from "./ata_disk.ts";
+   * import { MemoryDisk } from "../storage/memory_disk.ts";
+   * import { equal } from "node:assert/strict";
+   * const port = { raiseIrq: () => {}, startDma: () => {}, defer: () => {}, log: () => {} };
+   * const disk = new AtaDisk(port, { unit: 0, backend: new MemoryDisk(1 << 20) });
+   * disk.assertReset();
+   * disk.completeReset();
+   * equal(disk.status, AtaStatus.DRDY | AtaStatus.DSC);
+   * equal(disk.error, 0x01); // diagnostic code: passed
+   * ```
+   */
   completeReset(): void {
     this.#epoch++;
     this.#dmaPhase = false;
@@ -642,6 +817,21 @@ export class AtaDisk {
    * Executes `command` (ignored while BSY or DRQ, and by an absent drive).
    *
    * @param command The command byte.
+   *
+   * @example
+   * ```ts
+   * import { AtaCommand, AtaDisk, type AtaDmaRequest, AtaRegister } from "./ata_disk.ts";
+   * import { MemoryDisk } from "../storage/memory_disk.ts";
+   * import { deepEqual } from "node:assert/strict";
+   * const requests: AtaDmaRequest[] = [];
+   * const port = { raiseIrq: () => {}, startDma: (r: AtaDmaRequest) => void requests.push(r), defer: () => {}, log: () => {} };
+   * const disk = new AtaDisk(port, { unit: 0, backend: new MemoryDisk(1 << 20) });
+   * disk.writeRegister(AtaRegister.SECTOR_COUNT, 8);
+   * disk.writeRegister(AtaRegister.LBA_LOW, 16);
+   * disk.writeRegister(AtaRegister.DEVICE, 0x40); // LBA
+   * disk.execute(AtaCommand.READ_DMA);
+   * deepEqual(requests.map((r) => [r.toMemory, r.offset, r.length]), [[true, 16 * 512, 8 * 512]]);
+   * ```
    */
   execute(command: number): void {
     if (!this.present || this.busy) return;
@@ -882,7 +1072,23 @@ export class AtaDisk {
     });
   }
 
-  /** Whether the drive is in a DMA data phase started by {@linkcode AtaPort.startDma}. */
+  /**
+   * Whether the drive is in a DMA data phase started by {@linkcode AtaPort.startDma}.
+   *
+   * @example
+   * ```ts
+   * import { AtaCommand, AtaDisk, AtaRegister } from "./ata_disk.ts";
+   * import { MemoryDisk } from "../storage/memory_disk.ts";
+   * import { equal } from "node:assert/strict";
+   * const port = { raiseIrq: () => {}, startDma: () => {}, defer: () => {}, log: () => {} };
+   * const disk = new AtaDisk(port, { unit: 0, backend: new MemoryDisk(1 << 20) });
+   * disk.writeRegister(AtaRegister.DEVICE, 0x40); // LBA 1, one sector (the reset values)
+   * disk.execute(AtaCommand.READ_DMA);
+   * equal(disk.inDma, true);
+   * await disk.finishDma({ kind: "done" });
+   * equal(disk.inDma, false);
+   * ```
+   */
   get inDma(): boolean {
     return this.#dmaPhase;
   }
@@ -896,6 +1102,22 @@ export class AtaDisk {
    * @param result How the transfer ended.
    * @param beforeInterrupt Called just before the status changes and INTRQ rises.
    * @returns Resolves when the command has ended.
+   *
+   * @example
+   * ```ts
+   * import { AtaCommand, AtaDisk, AtaError, AtaRegister, AtaStatus } from "./ata_disk.ts";
+   * import { MemoryDisk } from "../storage/memory_disk.ts";
+   * import { equal } from "node:assert/strict";
+   * let irqs = 0;
+   * const port = { raiseIrq: () => void irqs++, startDma: () => {}, defer: () => {}, log: () => {} };
+   * const disk = new AtaDisk(port, { unit: 0, backend: new MemoryDisk(1 << 20) });
+   * disk.writeRegister(AtaRegister.DEVICE, 0x40); // LBA
+   * disk.execute(AtaCommand.READ_DMA);
+   * await disk.finishDma({ kind: "error", error: AtaError.ABRT, bytesDone: 0 });
+   * equal(disk.status, AtaStatus.DRDY | AtaStatus.ERR);
+   * equal(disk.error, AtaError.ABRT);
+   * equal(irqs, 1);
+   * ```
    */
   async finishDma(result: AtaDmaResult, beforeInterrupt: () => void = () => {}): Promise<void> {
     const epoch = this.#epoch;

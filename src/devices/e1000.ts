@@ -487,7 +487,24 @@ export class E1000Device implements DeviceModel {
     this.#reset();
   }
 
-  /** The MAC address the device was built with (its EEPROM's words 0–2). */
+  /**
+   * The MAC address the device was built with (its EEPROM's words 0–2).
+   *
+   * @example
+   * ```ts
+   * import { E1000Device } from "./e1000.ts";
+   * import { DmaContext } from "../dma/dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { deepEqual, equal } from "node:assert/strict";
+   * const nic = new E1000Device({
+   *   dma: new DmaContext(new GuestMemory({ size: 1 << 20 })),
+   *   setIrq: () => {}, log: () => {}, defer: () => {},
+   * }, { mac: "52:54:00:aa:bb:cc" });
+   * deepEqual(nic.macAddress, new Uint8Array([0x52, 0x54, 0x00, 0xaa, 0xbb, 0xcc]));
+   * nic.macAddress[0] = 0; // a copy: the device's own is unchanged
+   * equal(nic.macAddress[0], 0x52);
+   * ```
+   */
   get macAddress(): Uint8Array {
     return this.#macAddress.slice();
   }
@@ -502,6 +519,21 @@ export class E1000Device implements DeviceModel {
    * @param offset Offset in the region.
    * @param size 1, 2 or 4.
    * @returns The value; unimplemented registers read 0.
+   *
+   * @example
+   * ```ts
+   * import { E1000Device } from "./e1000.ts";
+   * import { E1000Reg } from "./e1000_regs.ts";
+   * import { DmaContext } from "../dma/dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const nic = new E1000Device({
+   *   dma: new DmaContext(new GuestMemory({ size: 1 << 20 })),
+   *   setIrq: () => {}, log: () => {}, defer: () => {},
+   * }, { mac: "52:54:00:aa:bb:cc" });
+   * equal(nic.read(0, E1000Reg.RA, 4), 0xaa005452); // receive address low: MAC bytes 0-3
+   * equal(nic.read(0, E1000Reg.RA + 3, 1), 0xaa); // a byte lane of it
+   * ```
    */
   read(region: number, offset: number, size: 1 | 2 | 4): number {
     let dword: number;
@@ -525,6 +557,24 @@ export class E1000Device implements DeviceModel {
    * @param offset Offset in the region.
    * @param size 1, 2 or 4.
    * @param value The value.
+   *
+   * @example
+   * ```ts
+   * import { E1000Device } from "./e1000.ts";
+   * import { E1000Reg } from "./e1000_regs.ts";
+   * import { DmaContext } from "../dma/dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const nic = new E1000Device({
+   *   dma: new DmaContext(new GuestMemory({ size: 1 << 20 })),
+   *   setIrq: () => {}, log: () => {}, defer: () => {},
+   * });
+   * nic.write(1, 0x00, 4, E1000Reg.TDBAL); // IOADDR
+   * nic.write(1, 0x04, 4, 0x8000); // IODATA: writes TDBAL
+   * equal(nic.read(0, E1000Reg.TDBAL, 4), 0x8000);
+   * nic.write(0, E1000Reg.TDBAL, 2, 0x1234); // narrower writes are ignored
+   * equal(nic.read(0, E1000Reg.TDBAL, 4), 0x8000);
+   * ```
    */
   write(region: number, offset: number, size: 1 | 2 | 4, value: number): void {
     if (size !== 4 || (offset & 3) !== 0) {
@@ -546,12 +596,57 @@ export class E1000Device implements DeviceModel {
     this.#writeReg(offset, value >>> 0);
   }
 
-  /** Called by the host when frames arrive from the network. */
+  /**
+   * Called by the host when frames arrive from the network.
+   *
+   * @example
+   * ```ts
+   * import { E1000Device } from "./e1000.ts";
+   * import { E1000Stat } from "./e1000_regs.ts";
+   * import { DmaContext } from "../dma/dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const net = { transmit: () => true, receive: () => undefined, pending: false, dropped: 0 };
+   * const tasks: Array<() => void | Promise<void>> = [];
+   * const nic = new E1000Device({
+   *   dma: new DmaContext(new GuestMemory({ size: 1 << 20 })),
+   *   setIrq: () => {}, log: () => {}, defer: (t) => tasks.push(t), net,
+   * });
+   * net.dropped = 3; // the host lost three frames for this NIC
+   * nic.onNetReceive();
+   * for (const t of tasks.splice(0)) await t();
+   * equal(nic.read(0, E1000Stat.MPC, 4), 3); // missed packets
+   * ```
+   */
   onNetReceive(): void {
     this.#kickRx();
   }
 
-  /** Stops the transmit retry timer. */
+  /**
+   * Stops the transmit retry timer.
+   *
+   * @example
+   * ```ts
+   * import { E1000Device } from "./e1000.ts";
+   * import { E1000Reg, E1000Tctl, E1000TxCmd } from "./e1000_regs.ts";
+   * import { DmaContext } from "../dma/dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const memory = new GuestMemory({ size: 1 << 20 });
+   * const congested = { transmit: () => false, receive: () => undefined, pending: false };
+   * const tasks: Array<() => void | Promise<void>> = [];
+   * const nic = new E1000Device({
+   *   dma: new DmaContext(memory), setIrq: () => {}, log: () => {}, defer: (t) => tasks.push(t), net: congested,
+   * });
+   * memory.write32(8, 60 | ((E1000TxCmd.EOP | E1000TxCmd.IFCS) << 24)); // descriptor 0 at TDBAL 0
+   * nic.write(0, E1000Reg.TDLEN, 4, 128);
+   * nic.write(0, E1000Reg.TCTL, 4, E1000Tctl.EN);
+   * nic.write(0, E1000Reg.TDT, 4, 1);
+   * for (const t of tasks.splice(0)) await t();
+   * equal(nic.read(0, E1000Reg.TDH, 4), 1); // fetched; the frame waits, and a retry timer runs
+   * nic.dispose(); // stops the timer (the test would fail on a leaked one)
+   * ```
+   */
   dispose(): void {
     clearTimeout(this.#txRetry);
     this.#txRetry = undefined;

@@ -103,7 +103,21 @@ export class EepromMicrowire {
     this.#words = words;
   }
 
-  /** Returns to the idle state (device reset). */
+  /**
+   * Returns to the idle state (device reset).
+   *
+   * @example
+   * ```ts
+   * import { EepromMicrowire } from "./e1000_eeprom.ts";
+   * import { E1000Eecd } from "./e1000_regs.ts";
+   * import { equal } from "node:assert/strict";
+   * const ee = new EepromMicrowire(new Uint16Array(64));
+   * ee.write(E1000Eecd.CS | E1000Eecd.SK);
+   * equal(ee.read() & (E1000Eecd.CS | E1000Eecd.SK), E1000Eecd.CS | E1000Eecd.SK);
+   * ee.reset();
+   * equal(ee.read() & (E1000Eecd.CS | E1000Eecd.SK), 0); // chip deselected
+   * ```
+   */
   reset(): void {
     this.#valIn = 0;
     this.#bitIn = 0;
@@ -116,6 +130,18 @@ export class EepromMicrowire {
    * The EECD value a read returns.
    *
    * @returns PRES and GNT, the latched control bits and DO.
+   *
+   * @example
+   * ```ts
+   * import { EepromMicrowire } from "./e1000_eeprom.ts";
+   * import { E1000Eecd } from "./e1000_regs.ts";
+   * import { equal } from "node:assert/strict";
+   * const ee = new EepromMicrowire(new Uint16Array(64));
+   * const idle = ee.read();
+   * equal(idle & E1000Eecd.PRES, E1000Eecd.PRES); // an EEPROM is present
+   * equal(idle & E1000Eecd.GNT, E1000Eecd.GNT); // and the driver may use it
+   * equal(idle & E1000Eecd.DO, E1000Eecd.DO); // DO idles high
+   * ```
    */
   read(): number {
     let value = E1000Eecd.PRES | E1000Eecd.GNT | this.#old;
@@ -129,6 +155,17 @@ export class EepromMicrowire {
    * Applies an EECD write.
    *
    * @param value The written value.
+   *
+   * @example
+   * ```ts
+   * import { EepromMicrowire } from "./e1000_eeprom.ts";
+   * import { E1000Eecd } from "./e1000_regs.ts";
+   * import { equal } from "node:assert/strict";
+   * const ee = new EepromMicrowire(new Uint16Array(64));
+   * ee.write(0xffff_ffff);
+   * const latched = E1000Eecd.SK | E1000Eecd.CS | E1000Eecd.DI | E1000Eecd.FWE_MASK | E1000Eecd.REQ;
+   * equal(ee.read() & ~(E1000Eecd.PRES | E1000Eecd.GNT | E1000Eecd.DO), latched); // only control bits stick
+   * ```
    */
   write(value: number): void {
     const old = this.#old;

@@ -201,7 +201,27 @@ export class EduDevice implements DeviceModel {
     this.#plantedBoundsBug = properties["x-planted-bug"] === "edu-dma-bounds";
   }
 
-  /** The device's DMA buffer (for tests and debugging). */
+  /**
+   * The device's DMA buffer (for tests and debugging).
+   *
+   * @example
+   * ```ts
+   * import { EduDevice } from "./edu.ts";
+   * import { DmaContext } from "../dma/dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { deepEqual } from "node:assert/strict";
+   * const memory = new GuestMemory({ size: 1 << 20 });
+   * memory.write(0x1000, new Uint8Array([1, 2, 3, 4]));
+   * const edu = new EduDevice({
+   *   dma: new DmaContext(memory), setIrq: () => {}, log: () => {}, defer: (t) => void t(),
+   * });
+   * edu.write64(0, 0x80, 0x1000n); // source: RAM
+   * edu.write64(0, 0x88, 0x40000n); // destination: the buffer
+   * edu.write64(0, 0x90, 4n);
+   * edu.write64(0, 0x98, 1n); // start, RAM -> device
+   * deepEqual(edu.buffer.subarray(0, 4), new Uint8Array([1, 2, 3, 4]));
+   * ```
+   */
   get buffer(): Uint8Array {
     return this.#buffer;
   }
@@ -213,6 +233,20 @@ export class EduDevice implements DeviceModel {
    * @param offset Register offset.
    * @param size Access size.
    * @returns The register value.
+   *
+   * @example
+   * ```ts
+   * import { EduDevice } from "./edu.ts";
+   * import { DmaContext } from "../dma/dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const edu = new EduDevice({
+   *   dma: new DmaContext(new GuestMemory({ size: 1 << 20 })),
+   *   setIrq: () => {}, log: () => {}, defer: () => {},
+   * });
+   * equal(edu.read(0, 0x00, 4), 0x010000ed); // identification
+   * equal(edu.read(0, 0x00, 2), 0xffff); // other sizes read all-ones
+   * ```
    */
   read(_region: number, offset: number, size: 1 | 2 | 4): number {
     if (size !== 4) return size === 1 ? 0xff : size === 2 ? 0xffff : ALL_ONES;
@@ -239,6 +273,22 @@ export class EduDevice implements DeviceModel {
    * @param _region Always 0.
    * @param offset Register offset.
    * @returns The value, all-ones for offsets below 0x80.
+   *
+   * @example
+   * ```ts
+   * import { EDU_FAULT_CODES, EduDevice, EduStatus } from "./edu.ts";
+   * import { DmaContext } from "../dma/dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const edu = new EduDevice({
+   *   dma: new DmaContext(new GuestMemory({ size: 1 << 20 })),
+   *   setIrq: () => {}, log: () => {}, defer: (t) => void t(),
+   * });
+   * edu.write64(0, 0x90, 8192n); // more than the 4 KiB buffer
+   * edu.write64(0, 0x98, 1n); // start
+   * equal(edu.read64(0, 0xa8), BigInt(EDU_FAULT_CODES["bad-range"]));
+   * equal(edu.read(0, 0x20, 4) & EduStatus.DMA_ERROR, EduStatus.DMA_ERROR);
+   * ```
    */
   read64(_region: number, offset: number): bigint {
     return offset < 0x80 ? ALL_ONES_64 : this.#read64(offset);
@@ -272,6 +322,23 @@ export class EduDevice implements DeviceModel {
    * @param offset Register offset.
    * @param size Access size.
    * @param value The value.
+   *
+   * @example
+   * ```ts
+   * import { EduDevice } from "./edu.ts";
+   * import { DmaContext } from "../dma/dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { deepEqual, equal } from "node:assert/strict";
+   * const levels: boolean[] = [];
+   * const edu = new EduDevice({
+   *   dma: new DmaContext(new GuestMemory({ size: 1 << 20 })),
+   *   setIrq: (_pin, level) => levels.push(level), log: () => {}, defer: () => {},
+   * });
+   * edu.write(0, 0x60, 4, 0x8); // raise interrupt bit 3
+   * equal(edu.read(0, 0x24, 4), 0x8);
+   * edu.write(0, 0x64, 4, 0x8); // acknowledge it
+   * deepEqual(levels, [true, false]);
+   * ```
    */
   write(_region: number, offset: number, size: 1 | 2 | 4, value: number): void {
     if (size !== 4) return;
@@ -310,6 +377,22 @@ export class EduDevice implements DeviceModel {
    * @param _region Always 0.
    * @param offset Register offset.
    * @param value The value.
+   *
+   * @example
+   * ```ts
+   * import { EduDevice } from "./edu.ts";
+   * import { DmaContext } from "../dma/dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const edu = new EduDevice({
+   *   dma: new DmaContext(new GuestMemory({ size: 1 << 20 })),
+   *   setIrq: () => {}, log: () => {}, defer: () => {},
+   * });
+   * edu.write64(0, 0x80, 0x1_0000_0000n); // a DMA source above 4 GiB
+   * equal(edu.read64(0, 0x80), 0x1_0000_0000n);
+   * edu.write64(0, 0x04, 1n); // below 0x80: ignored
+   * equal(edu.read(0, 0x04, 4), 0);
+   * ```
    */
   write64(_region: number, offset: number, value: bigint): void {
     if (offset >= 0x80) this.#write64(offset, value);

@@ -245,7 +245,23 @@ export class BusMasterDma {
     this.#onStop = options.onStop ?? (() => {});
   }
 
-  /** Whether Start is set and the engine is active. */
+  /**
+   * Whether Start is set and the engine is active.
+   *
+   * @example
+   * ```ts
+   * import { BmCommand, BusMasterDma } from "./ide_bus_master.ts";
+   * import { DmaContext } from "../dma/dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const bm = new BusMasterDma(new DmaContext(new GuestMemory({ size: 1 << 20 })));
+   * equal(bm.active, false);
+   * bm.writeRegister(0, 1, BmCommand.START);
+   * equal(bm.active, true);
+   * bm.writeRegister(0, 1, 0); // stop
+   * equal(bm.active, false);
+   * ```
+   */
   get active(): boolean {
     return (this.command & BmCommand.START) !== 0 && (this.status & BmStatus.ACTIVE) !== 0;
   }
@@ -257,6 +273,19 @@ export class BusMasterDma {
    * @param offset Offset in the channel's registers.
    * @param size 1, 2 or 4.
    * @returns The value.
+   *
+   * @example
+   * ```ts
+   * import { BusMasterDma } from "./ide_bus_master.ts";
+   * import { DmaContext } from "../dma/dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const bm = new BusMasterDma(new DmaContext(new GuestMemory({ size: 1 << 20 })));
+   * bm.table = 0x0012_3400;
+   * equal(bm.readRegister(4, 4), 0x0012_3400); // BMIDTP
+   * equal(bm.readRegister(5, 1), 0x34); // one of its bytes
+   * equal(bm.readRegister(1, 1), 0xff); // byte 1 is not implemented
+   * ```
    */
   readRegister(offset: number, size: number): number {
     let value = 0;
@@ -286,6 +315,22 @@ export class BusMasterDma {
    * @param offset Offset in the channel's registers.
    * @param size 1, 2 or 4.
    * @param value The value.
+   *
+   * @example
+   * ```ts
+   * import { BmCommand, BmStatus, BusMasterDma } from "./ide_bus_master.ts";
+   * import { DmaContext } from "../dma/dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * let starts = 0;
+   * const bm = new BusMasterDma(new DmaContext(new GuestMemory({ size: 1 << 20 })), {
+   *   onStart: () => starts++,
+   * });
+   * bm.writeRegister(0, 1, BmCommand.START | BmCommand.TO_MEMORY);
+   * bm.writeRegister(0, 1, BmCommand.START | BmCommand.TO_MEMORY); // already started
+   * equal(starts, 1);
+   * equal(bm.status & BmStatus.ACTIVE, BmStatus.ACTIVE);
+   * ```
    */
   writeRegister(offset: number, size: number, value: number): void {
     for (let i = 0; i < size; i++) this.#writeByte(offset + i, (value >>> (8 * i)) & 0xff);
@@ -324,7 +369,23 @@ export class BusMasterDma {
     }
   }
 
-  /** Resets the registers (power-on). */
+  /**
+   * Resets the registers (power-on).
+   *
+   * @example
+   * ```ts
+   * import { BmCommand, BusMasterDma } from "./ide_bus_master.ts";
+   * import { DmaContext } from "../dma/dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const bm = new BusMasterDma(new DmaContext(new GuestMemory({ size: 1 << 20 })));
+   * bm.writeRegister(4, 4, 0x1000);
+   * bm.writeRegister(0, 1, BmCommand.START);
+   * bm.reset();
+   * equal(bm.active, false);
+   * equal(bm.readRegister(4, 4), 0);
+   * ```
+   */
   reset(): void {
     this.command = 0;
     this.status = 0;
@@ -339,6 +400,24 @@ export class BusMasterDma {
    * (no spurious IOMMU fault).
    *
    * @returns The table, or the fault that stopped the read.
+   *
+   * @example
+   * ```ts
+   * import { BmCommand, BusMasterDma, PRD_EOT } from "./ide_bus_master.ts";
+   * import { DmaContext } from "../dma/dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { deepEqual } from "node:assert/strict";
+   * const memory = new GuestMemory({ size: 1 << 20 });
+   * memory.write32(0x1000, 0x20000); // 4 KiB at 0x20000
+   * memory.write32(0x1004, 0x1000);
+   * memory.write32(0x1008, 0x21000); // 512 bytes right after it, last entry
+   * memory.write32(0x100c, PRD_EOT | 0x200);
+   * const bm = new BusMasterDma(new DmaContext(memory));
+   * bm.writeRegister(4, 4, 0x1000); // BMIDTP
+   * bm.writeRegister(0, 1, BmCommand.START); // latches the table's address
+   * const table = { ok: true, addresses: [0x20000], lengths: [0x1200], total: 0x1200, eot: true };
+   * deepEqual(bm.readPrdTable(), table); // adjacent regions merged
+   * ```
    */
   readPrdTable(): PrdTable | DmaFault {
     const addresses: number[] = [];
@@ -379,6 +458,26 @@ export class BusMasterDma {
    * @param request What the drive asked for.
    * @param cancelled Polled between chunks: stop when it returns true.
    * @returns How the transfer ended.
+   *
+   * @example
+   * ```ts
+   * import { BmCommand, BusMasterDma, PRD_EOT } from "./ide_bus_master.ts";
+   * import { DmaContext } from "../dma/dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { MemoryDisk } from "../storage/memory_disk.ts";
+   * import { deepEqual, equal } from "node:assert/strict";
+   * const memory = new GuestMemory({ size: 1 << 20 });
+   * memory.write32(0x1000, 0x20000); // one 512-byte region, last entry
+   * memory.write32(0x1004, PRD_EOT | 512);
+   * const backend = new MemoryDisk(1 << 20);
+   * await backend.write(0, new Uint8Array(512).fill(0xab));
+   * const bm = new BusMasterDma(new DmaContext(memory));
+   * bm.writeRegister(4, 4, 0x1000);
+   * bm.writeRegister(0, 1, BmCommand.START | BmCommand.TO_MEMORY);
+   * const outcome = await bm.transfer({ toMemory: true, offset: 0, length: 512, backend });
+   * deepEqual(outcome, { kind: "complete", longer: false });
+   * equal(memory.read8(0x201ff), 0xab);
+   * ```
    */
   async transfer(
     request: AtaDmaRequest,
@@ -395,22 +494,77 @@ export class BusMasterDma {
     return outcome ?? { kind: "complete", longer: table.total > request.length };
   }
 
-  /** The DMA context (for {@linkcode Run}). */
+  /**
+   * The DMA context (for {@linkcode Run}).
+   *
+   * @example
+   * ```ts
+   * import { BusMasterDma } from "./ide_bus_master.ts";
+   * import { DmaContext } from "../dma/dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const dma = new DmaContext(new GuestMemory({ size: 1 << 20 }));
+   * equal(new BusMasterDma(dma).dma, dma);
+   * ```
+   */
   get dma(): DmaContext {
     return this.#dma;
   }
 
-  /** Bytes per chunk. */
+  /**
+   * Bytes per chunk.
+   *
+   * @example
+   * ```ts
+   * import { BusMasterDma } from "./ide_bus_master.ts";
+   * import { DmaContext } from "../dma/dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { equal, throws } from "node:assert/strict";
+   * const dma = new DmaContext(new GuestMemory({ size: 1 << 20 }));
+   * equal(new BusMasterDma(dma).chunkSize, 1 << 20);
+   * equal(new BusMasterDma(dma, { chunkSize: 65536 }).chunkSize, 65536);
+   * throws(() => new BusMasterDma(dma, { chunkSize: 100 }), /Invalid chunk size 100/);
+   * ```
+   */
   get chunkSize(): number {
     return this.#chunk;
   }
 
-  /** The average run length from which a chunk goes straight to guest RAM. */
+  /**
+   * The average run length from which a chunk goes straight to guest RAM.
+   *
+   * @example
+   * ```ts
+   * import { BusMasterDma } from "./ide_bus_master.ts";
+   * import { DmaContext } from "../dma/dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const dma = new DmaContext(new GuestMemory({ size: 1 << 20 }));
+   * equal(new BusMasterDma(dma).directRun, Infinity); // everything bounces
+   * equal(new BusMasterDma(dma, { directRun: 65536 }).directRun, 65536);
+   * ```
+   */
   get directRun(): number {
     return this.#directRun;
   }
 
-  /** One of the two bounce buffers (allocated on first use). */
+  /**
+   * One of the two bounce buffers (allocated on first use).
+   *
+   * @example
+   * ```ts
+   * import { BusMasterDma } from "./ide_bus_master.ts";
+   * import { DmaContext } from "../dma/dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { equal, notEqual } from "node:assert/strict";
+   * const bm = new BusMasterDma(new DmaContext(new GuestMemory({ size: 1 << 20 })), {
+   *   chunkSize: 4096,
+   * });
+   * equal(bm.bounce(0).length, 4096); // one chunk
+   * equal(bm.bounce(0), bm.bounce(0)); // allocated once
+   * notEqual(bm.bounce(0), bm.bounce(1));
+   * ```
+   */
   bounce(index: 0 | 1): Uint8Array {
     return this.#bounces[index] ??= new Uint8Array(this.#chunk);
   }

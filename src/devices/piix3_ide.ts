@@ -494,6 +494,21 @@ export class Piix3Ide implements DeviceModel {
    * @param offset Offset in the region.
    * @param size 1, 2 or 4.
    * @returns The value.
+   *
+   * @example
+   * ```ts
+   * import { Piix3Ide, Piix3IdeRegion } from "./piix3_ide.ts";
+   * import { DmaContext } from "../dma/dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const ide = new Piix3Ide({
+   *   dma: new DmaContext(new GuestMemory({ size: 1 << 20 })),
+   *   setIrq: () => {}, log: () => {}, defer: () => {},
+   * });
+   * equal(ide.read(Piix3IdeRegion.CMD0, 7, 1), 0); // no drives: the status reads 0
+   * equal(ide.read(Piix3IdeRegion.BMDMA, 1, 1), 0xff); // an unimplemented bus-master byte
+   * await ide.dispose();
+   * ```
    */
   read(region: number, offset: number, size: 1 | 2 | 4): number {
     switch (region) {
@@ -526,6 +541,23 @@ export class Piix3Ide implements DeviceModel {
    * @param offset Offset in the region.
    * @param size 1, 2 or 4.
    * @param value The value.
+   *
+   * @example
+   * ```ts
+   * import { Piix3Ide, Piix3IdeRegion } from "./piix3_ide.ts";
+   * import { DmaContext } from "../dma/dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const ide = new Piix3Ide({
+   *   dma: new DmaContext(new GuestMemory({ size: 1 << 20 })),
+   *   setIrq: () => {}, log: () => {}, defer: () => {},
+   * });
+   * ide.write(Piix3IdeRegion.BMDMA, 8 + 4, 4, 0x0010_0000); // the secondary channel's BMIDTP
+   * equal(ide.read(Piix3IdeRegion.BMDMA, 8 + 4, 4), 0x0010_0000);
+   * ide.write(Piix3IdeRegion.BMDMA, 0, 2, 0x0001); // BMIC takes byte writes only
+   * equal(ide.read(Piix3IdeRegion.BMDMA, 0, 1), 0);
+   * await ide.dispose();
+   * ```
    */
   write(region: number, offset: number, size: 1 | 2 | 4, value: number): void {
     switch (region) {
@@ -549,7 +581,29 @@ export class Piix3Ide implements DeviceModel {
     }
   }
 
-  /** Stops transfers and closes the disks' storage. */
+  /**
+   * Stops transfers and closes the disks' storage.
+   *
+   * @example
+   * ```ts
+   * import { Piix3Ide } from "./piix3_ide.ts";
+   * import { DmaContext } from "../dma/dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { MemoryDisk } from "../storage/memory_disk.ts";
+   * import { deepEqual } from "node:assert/strict";
+   * const closed: string[] = [];
+   * const ide = new Piix3Ide({
+   *   dma: new DmaContext(new GuestMemory({ size: 1 << 20 })),
+   *   setIrq: () => {}, log: () => {}, defer: () => {},
+   *   disks: [{ kind: "disk", drive: "d0", size: 1 << 20, readonly: false, bus: 0, unit: 0, properties: {} }],
+   * }, {}, {
+   *   openDisk: (disk) =>
+   *     Object.assign(new MemoryDisk(1 << 20), { close: async () => void closed.push(disk.drive) }),
+   * });
+   * await ide.dispose();
+   * deepEqual(closed, ["d0"]);
+   * ```
+   */
   async dispose(): Promise<void> {
     for (const channel of this.#channels) channel.dispose();
     await Promise.allSettled(this.#backends.map((b) => b.close()));

@@ -143,6 +143,20 @@ export class DgramNetdev implements Netdev {
    * @returns The bound netdev.
    * @throws {Error} Naming the property, for a missing or bad value or an
    *   address that cannot be bound.
+   *
+   * @example
+   * ```ts
+   * import { DgramNetdev } from "./dgram.ts";
+   * import { deepEqual, equal, notEqual, rejects } from "node:assert/strict";
+   * const d = await DgramNetdev.create({ type: "dgram", id: "d", properties: {
+   *   "local.port": "0", "remote.port": "9" } });
+   * equal(d.local.host, "127.0.0.1");
+   * notEqual(d.local.port, 0); // the port the system chose
+   * deepEqual(d.remote, { host: "127.0.0.1", port: 9 });
+   * await d.close();
+   * await rejects(DgramNetdev.create({ type: "dgram", id: "e", properties: { "local.port": "0" } }),
+   *   /Netdev 'e': dgram needs remote.host= and remote.port=/);
+   * ```
    */
   static async create(config: NetdevConfig): Promise<DgramNetdev> {
     const id = config.id;
@@ -208,7 +222,28 @@ export class DgramNetdev implements Netdev {
     return netdev;
   }
 
-  /** Frames and datagrams counted so far. */
+  /**
+   * Frames and datagrams counted so far.
+   *
+   * @example
+   * ```ts
+   * import { DgramNetdev } from "./dgram.ts";
+   * import { deepEqual } from "node:assert/strict";
+   * const a = await DgramNetdev.create({ type: "dgram", id: "a", properties: {
+   *   "local.port": "0", "remote.port": "9" } });
+   * const b = await DgramNetdev.create({ type: "dgram", id: "b", properties: {
+   *   "local.port": "0", "remote.port": String(a.local.port) } });
+   * const arrived = new Promise((resolve) => a.addTap(resolve));
+   * let send: (f: Uint8Array) => void = () => {};
+   * b.connect({ id: "nic", deliver: () => true, onTransmit: (h) => (send = h) });
+   * send(new Uint8Array(60));
+   * await arrived;
+   * deepEqual(b.counters, { sent: 1, received: 0, dropped: 0, errors: 0 });
+   * deepEqual(a.counters, { sent: 0, received: 0, dropped: 1, errors: 0 }); // a has no NIC
+   * await a.close();
+   * await b.close();
+   * ```
+   */
   get counters(): DgramCounters {
     return {
       sent: this.#sent,
@@ -222,6 +257,18 @@ export class DgramNetdev implements Netdev {
    * Connects the NIC: its frames are sent to the remote address.
    *
    * @param port The NIC's port.
+   *
+   * @example
+   * ```ts
+   * import { DgramNetdev } from "./dgram.ts";
+   * import { throws } from "node:assert/strict";
+   * const d = await DgramNetdev.create({ type: "dgram", id: "d", properties: {
+   *   "local.port": "0", "remote.port": "9" } });
+   * d.connect({ id: "nic0", deliver: () => true, onTransmit: () => {} });
+   * throws(() => d.connect({ id: "nic1", deliver: () => true, onTransmit: () => {} }),
+   *   /Netdev 'd' is already connected to nic0/);
+   * await d.close();
+   * ```
    */
   connect(port: NetPort): void {
     if (this.#nic) throw new Error(`Netdev '${this.id}' is already connected to ${this.#nic.id}`);
@@ -233,6 +280,24 @@ export class DgramNetdev implements Netdev {
    * Adds an observer of sent (`tx`) and received (`rx`) frames.
    *
    * @param tap The observer.
+   *
+   * @example
+   * ```ts
+   * import { DgramNetdev } from "./dgram.ts";
+   * import { deepEqual } from "node:assert/strict";
+   * const a = await DgramNetdev.create({ type: "dgram", id: "a", properties: {
+   *   "local.port": "0", "remote.port": "9" } });
+   * const b = await DgramNetdev.create({ type: "dgram", id: "b", properties: {
+   *   "local.port": "0", "remote.port": String(a.local.port) } });
+   * const seen: string[] = [];
+   * b.addTap((frame, direction) => seen.push(`${direction} ${frame.length}`));
+   * const received = new Promise((resolve) => a.addTap(resolve));
+   * b.connect({ id: "nic", deliver: () => true, onTransmit: (send) => send(new Uint8Array(60)) });
+   * await received;
+   * deepEqual(seen, ["tx 60"]);
+   * await a.close();
+   * await b.close();
+   * ```
    */
   addTap(tap: (frame: Uint8Array, direction: FrameDirection) => void): void {
     this.#taps.push(tap);
@@ -277,7 +342,24 @@ export class DgramNetdev implements Netdev {
     this.#received++;
   }
 
-  /** Closes the socket (idempotent); frames still queued are not sent. */
+  /**
+   * Closes the socket (idempotent); frames still queued are not sent.
+   *
+   * @example
+   * ```ts
+   * import { DgramNetdev } from "./dgram.ts";
+   * import { equal } from "node:assert/strict";
+   * const d = await DgramNetdev.create({ type: "dgram", id: "d", properties: {
+   *   "local.port": "0", "remote.port": "9" } });
+   * const port = String(d.local.port);
+   * await d.close();
+   * await d.close(); // idempotent
+   * const again = await DgramNetdev.create({ type: "dgram", id: "d", properties: {
+   *   "local.port": port, "remote.port": "9" } }); // the port is free again
+   * equal(again.local.port, Number(port));
+   * await again.close();
+   * ```
+   */
   close(): Promise<void> {
     this.#closed ??= new Promise<void>((resolve) => {
       try {

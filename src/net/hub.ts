@@ -59,12 +59,35 @@ export class NetHub {
    *
    * @param hubid The hub's number.
    * @returns The hub, or `undefined`.
+   *
+   * @example
+   * ```ts
+   * import { HubNetdev, NetHub } from "./hub.ts";
+   * import { equal } from "node:assert/strict";
+   * const port = HubNetdev.create({ type: "hub", id: "p", properties: { hubid: "41" } });
+   * equal(NetHub.get(41), port.hub);
+   * port.close();
+   * equal(NetHub.get(41), undefined); // the hub went with its last port
+   * ```
    */
   static get(hubid: number): NetHub | undefined {
     return HUBS.get(hubid);
   }
 
-  /** @internal Joins a port, creating the hub when needed. */
+  /**
+   * @internal Joins a port, creating the hub when needed.
+   *
+   * @example
+   * ```ts
+   * import { HubNetdev, NetHub } from "./hub.ts";
+   * import { deepEqual, equal } from "node:assert/strict";
+   * const port = HubNetdev.create({ type: "hub", id: "p", properties: { hubid: "42" } });
+   * const hub = NetHub.join(42, port); // HubNetdev.create did this already: joining again changes nothing
+   * equal(hub, port.hub);
+   * deepEqual(hub.ports, ["p"]);
+   * port.close();
+   * ```
+   */
   static join(hubid: number, port: HubNetdev): NetHub {
     let hub = HUBS.get(hubid);
     if (!hub) {
@@ -75,33 +98,121 @@ export class NetHub {
     return hub;
   }
 
-  /** The ids of the hubs that have ports, sorted. */
+  /**
+   * The ids of the hubs that have ports, sorted.
+   *
+   * @example
+   * ```ts
+   * import { HubNetdev, NetHub } from "./hub.ts";
+   * import { deepEqual } from "node:assert/strict";
+   * const a = HubNetdev.create({ type: "hub", id: "a", properties: { hubid: "44" } });
+   * const b = HubNetdev.create({ type: "hub", id: "b", properties: { hubid: "43" } });
+   * deepEqual(NetHub.ids(), [43, 44]);
+   * a.close();
+   * b.close();
+   * deepEqual(NetHub.ids(), []);
+   * ```
+   */
   static ids(): number[] {
     return [...HUBS.keys()].sort((a, b) => a - b);
   }
 
-  /** Frames that entered the hub. */
+  /**
+   * Frames that entered the hub.
+   *
+   * @example
+   * ```ts
+   * import { HubNetdev } from "./hub.ts";
+   * import { equal } from "node:assert/strict";
+   * const port = HubNetdev.create({ type: "hub", id: "a", properties: { hubid: "45" } });
+   * let send: (f: Uint8Array) => void = () => {};
+   * port.connect({ id: "nic-a", deliver: () => true, onTransmit: (h) => (send = h) });
+   * send(new Uint8Array(60));
+   * send(new Uint8Array(60));
+   * equal(port.hub.forwarded, 2); // counted even with no other port to take them
+   * port.close();
+   * ```
+   */
   get forwarded(): number {
     return this.#forwarded;
   }
 
-  /** Copies of frames a port could not take (its NIC's receive queue was full). */
+  /**
+   * Copies of frames a port could not take (its NIC's receive queue was full).
+   *
+   * @example
+   * ```ts
+   * import { HubNetdev } from "./hub.ts";
+   * import { equal } from "node:assert/strict";
+   * const a = HubNetdev.create({ type: "hub", id: "a", properties: { hubid: "46" } });
+   * const b = HubNetdev.create({ type: "hub", id: "b", properties: { hubid: "46" } });
+   * b.connect({ id: "nic-b", deliver: () => false, onTransmit: () => {} }); // its queue is full
+   * let send: (f: Uint8Array) => void = () => {};
+   * a.connect({ id: "nic-a", deliver: () => true, onTransmit: (h) => (send = h) });
+   * send(new Uint8Array(60));
+   * equal(a.hub.dropped, 1);
+   * a.close();
+   * b.close();
+   * ```
+   */
   get dropped(): number {
     return this.#dropped;
   }
 
-  /** The netdev ids of its ports. */
+  /**
+   * The netdev ids of its ports.
+   *
+   * @example
+   * ```ts
+   * import { HubNetdev } from "./hub.ts";
+   * import { deepEqual } from "node:assert/strict";
+   * const a = HubNetdev.create({ type: "hub", id: "a", properties: { hubid: "47" } });
+   * const b = HubNetdev.create({ type: "hub", id: "b", properties: { hubid: "47" } });
+   * deepEqual(a.hub.ports, ["a", "b"]);
+   * b.close();
+   * deepEqual(a.hub.ports, ["a"]);
+   * a.close();
+   * ```
+   */
   get ports(): string[] {
     return [...this.#ports].map((p) => p.id);
   }
 
-  /** @internal Removes a port; the hub disappears with its last port. */
+  /**
+   * @internal Removes a port; the hub disappears with its last port.
+   *
+   * @example
+   * ```ts
+   * import { HubNetdev, NetHub } from "./hub.ts";
+   * import { equal } from "node:assert/strict";
+   * const port = HubNetdev.create({ type: "hub", id: "p", properties: { hubid: "48" } });
+   * port.hub.leave(port); // what port.close() does
+   * equal(NetHub.get(48), undefined); // the hub went with its last port
+   * ```
+   */
   leave(port: HubNetdev): void {
     this.#ports.delete(port);
     if (this.#ports.size === 0 && HUBS.get(this.hubid) === this) HUBS.delete(this.hubid);
   }
 
-  /** @internal Sends a frame that entered by `from` out of every other port. */
+  /**
+   * @internal Sends a frame that entered by `from` out of every other port.
+   *
+   * @example
+   * ```ts
+   * import { HubNetdev } from "./hub.ts";
+   * import { deepEqual } from "node:assert/strict";
+   * const a = HubNetdev.create({ type: "hub", id: "a", properties: { hubid: "49" } });
+   * const b = HubNetdev.create({ type: "hub", id: "b", properties: { hubid: "49" } });
+   * const got: string[] = [];
+   * a.connect({ id: "nic-a", deliver: () => (got.push("a"), true), onTransmit: () => {} });
+   * b.connect({ id: "nic-b", deliver: () => (got.push("b"), true), onTransmit: () => {} });
+   * a.hub.forward(a, new Uint8Array(60)); // what a frame sent by nic-a does
+   * deepEqual(got, ["b"]); // every port but the one it came in by
+   * a.close();
+   * b.close();
+   * ```
+   */
   forward(from: HubNetdev, frame: Uint8Array): void {
     this.#forwarded++;
     for (const port of this.#ports) {
@@ -143,6 +254,20 @@ export class HubNetdev implements Netdev {
    * @param config The netdev configuration.
    * @returns The port, joined to its hub.
    * @throws {Error} When `hubid` is missing or not a number, or a property is unknown.
+   *
+   * @example
+   * ```ts
+   * import { HubNetdev } from "./hub.ts";
+   * import { equal, throws } from "node:assert/strict";
+   * const port = HubNetdev.create({ type: "hub", id: "h1", properties: { hubid: "12" } });
+   * equal(port.hub.hubid, 12);
+   * throws(() => HubNetdev.create({ type: "hub", id: "h2", properties: { hubid: "x" } }), /invalid hubid 'x'/);
+   * throws(
+   *   () => HubNetdev.create({ type: "hub", id: "h3", properties: { hubid: "12", netdev: "n" } }),
+   *   /'netdev' is not supported/,
+   * );
+   * port.close();
+   * ```
    */
   static create(config: NetdevConfig): HubNetdev {
     const props = config.properties ?? {};
@@ -169,6 +294,19 @@ export class HubNetdev implements Netdev {
    * Connects the NIC (one per port, as QEMU).
    *
    * @param port The NIC's port.
+   *
+   * @example
+   * ```ts
+   * import { HubNetdev } from "./hub.ts";
+   * import { throws } from "node:assert/strict";
+   * const port = HubNetdev.create({ type: "hub", id: "h", properties: { hubid: "13" } });
+   * port.connect({ id: "nic0", deliver: () => true, onTransmit: () => {} });
+   * throws(
+   *   () => port.connect({ id: "nic1", deliver: () => true, onTransmit: () => {} }),
+   *   /Netdev 'h' is already connected to nic0/,
+   * );
+   * port.close();
+   * ```
    */
   connect(port: NetPort): void {
     if (this.#nic) throw new Error(`Netdev '${this.id}' is already connected to ${this.#nic.id}`);
@@ -184,18 +322,61 @@ export class HubNetdev implements Netdev {
    * Adds an observer of the frames this port's NIC sends (`tx`) and receives (`rx`).
    *
    * @param tap The observer.
+   *
+   * @example
+   * ```ts
+   * import { HubNetdev } from "./hub.ts";
+   * import { deepEqual } from "node:assert/strict";
+   * const a = HubNetdev.create({ type: "hub", id: "a", properties: { hubid: "14" } });
+   * const b = HubNetdev.create({ type: "hub", id: "b", properties: { hubid: "14" } });
+   * const seen: string[] = [];
+   * a.addTap((frame, direction) => seen.push(`${direction} ${frame.length}`));
+   * const send: Array<(f: Uint8Array) => void> = [];
+   * a.connect({ id: "nic-a", deliver: () => true, onTransmit: (h) => send.push(h) });
+   * b.connect({ id: "nic-b", deliver: () => true, onTransmit: (h) => send.push(h) });
+   * send[0]!(new Uint8Array(60));
+   * send[1]!(new Uint8Array(42));
+   * deepEqual(seen, ["tx 60", "rx 42"]);
+   * a.close();
+   * b.close();
+   * ```
    */
   addTap(tap: (frame: Uint8Array, direction: FrameDirection) => void): void {
     this.#taps.push(tap);
   }
 
-  /** @internal A frame leaving the hub through this port; false if the NIC could not take it. */
+  /**
+   * @internal A frame leaving the hub through this port; false if the NIC could not take it.
+   *
+   * @example
+   * ```ts
+   * import { HubNetdev } from "./hub.ts";
+   * import { equal } from "node:assert/strict";
+   * const port = HubNetdev.create({ type: "hub", id: "p", properties: { hubid: "15" } });
+   * equal(port.output(new Uint8Array(60)), true); // no NIC: nothing to refuse it
+   * port.connect({ id: "nic", deliver: () => false, onTransmit: () => {} });
+   * equal(port.output(new Uint8Array(60)), false); // the NIC's queue is full
+   * port.close();
+   * ```
+   */
   output(frame: Uint8Array): boolean {
     for (const tap of this.#taps) tap(frame, "rx");
     return this.#nic === undefined ? true : this.#nic.deliver(frame);
   }
 
-  /** Leaves the hub. */
+  /**
+   * Leaves the hub.
+   *
+   * @example
+   * ```ts
+   * import { HubNetdev, NetHub } from "./hub.ts";
+   * import { equal } from "node:assert/strict";
+   * const port = HubNetdev.create({ type: "hub", id: "p", properties: { hubid: "16" } });
+   * port.close();
+   * port.close(); // idempotent
+   * equal(NetHub.get(16), undefined);
+   * ```
+   */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;

@@ -45,6 +45,19 @@ export class PcapWriter {
    * @param path File path.
    * @param options Snapshot length (default 65535, QEMU's default for filter-dump).
    * @returns The writer.
+   *
+   * @example
+   * ```ts
+   * import { PCAP_MAGIC, PcapWriter } from "./pcap_writer.ts";
+   * import { equal } from "node:assert/strict";
+   * const path = await Deno.makeTempFile({ suffix: ".pcap" });
+   * const pcap = await PcapWriter.create(path, { snaplen: 128 });
+   * await pcap.close();
+   * const header = new DataView((await Deno.readFile(path)).buffer);
+   * equal(header.getUint32(0, true), PCAP_MAGIC);
+   * equal(header.getUint32(16, true), 128); // the snapshot length
+   * await Deno.remove(path);
+   * ```
    */
   static async create(path: string, options: { snaplen?: number } = {}): Promise<PcapWriter> {
     const snaplen = options.snaplen ?? 65535;
@@ -61,7 +74,22 @@ export class PcapWriter {
     return new PcapWriter(file, snaplen);
   }
 
-  /** Frames written so far. */
+  /**
+   * Frames written so far.
+   *
+   * @example
+   * ```ts
+   * import { PcapWriter } from "./pcap_writer.ts";
+   * import { equal } from "node:assert/strict";
+   * const path = await Deno.makeTempFile({ suffix: ".pcap" });
+   * const pcap = await PcapWriter.create(path);
+   * pcap.write(new Uint8Array(60));
+   * pcap.write(new Uint8Array(64));
+   * equal(pcap.frames, 2);
+   * await pcap.close();
+   * await Deno.remove(path);
+   * ```
+   */
   get frames(): number {
     return this.#frames;
   }
@@ -70,6 +98,20 @@ export class PcapWriter {
    * Appends a frame (queued; write errors surface on `close`).
    *
    * @param frame The Ethernet frame.
+   *
+   * @example
+   * ```ts
+   * import { PcapWriter } from "./pcap_writer.ts";
+   * import { equal } from "node:assert/strict";
+   * const path = await Deno.makeTempFile({ suffix: ".pcap" });
+   * const pcap = await PcapWriter.create(path, { snaplen: 64 });
+   * pcap.write(new Uint8Array(1514));
+   * await pcap.close();
+   * const file = await Deno.readFile(path);
+   * equal(file.length, 24 + 16 + 64); // cut to the snapshot length
+   * equal(new DataView(file.buffer).getUint32(24 + 12, true), 1514); // the frame's real length
+   * await Deno.remove(path);
+   * ```
    */
   write(frame: Uint8Array): void {
     const now = Date.now();
@@ -93,7 +135,22 @@ export class PcapWriter {
     });
   }
 
-  /** Flushes the queue and closes the file. */
+  /**
+   * Flushes the queue and closes the file.
+   *
+   * @example
+   * ```ts
+   * import { PcapWriter } from "./pcap_writer.ts";
+   * import { equal } from "node:assert/strict";
+   * const path = await Deno.makeTempFile({ suffix: ".pcap" });
+   * const pcap = await PcapWriter.create(path);
+   * pcap.write(new Uint8Array(60));
+   * pcap.write(new Uint8Array(42));
+   * await pcap.close(); // waits for both queued writes
+   * equal((await Deno.stat(path)).size, 24 + (16 + 60) + (16 + 42));
+   * await Deno.remove(path);
+   * ```
+   */
   async close(): Promise<void> {
     await this.#queue;
     this.#file.close();

@@ -77,6 +77,17 @@ export class ProgressPrinter {
    * Shows progress.
    *
    * @param p The progress.
+   *
+   * @example
+   * ```ts
+   * import { ProgressPrinter } from "./progress.ts";
+   * import { equal } from "node:assert/strict";
+   * const out: string[] = [];
+   * const printer = new ProgressPrinter({ tty: true, write: (t) => out.push(t) });
+   * const p = { run: "run", durationMs: 0, ops: 5, opsPerSecond: 50, violations: 0, devicesAlive: 1, devices: 1 };
+   * printer.update({ ...p, elapsedMs: 100 });
+   * equal(out[0], "\r\x1b[Krun 0.1s | 5 ops (50/s) | violations 0 | devices 1/1");
+   * ```
    */
   update(p: StressProgress): void {
     if (p.run !== this.#run) {
@@ -92,7 +103,22 @@ export class ProgressPrinter {
     }
   }
 
-  /** Ends the line on a terminal (call before other output). */
+  /**
+   * Ends the line on a terminal (call before other output).
+   *
+   * @example
+   * ```ts
+   * import { ProgressPrinter } from "./progress.ts";
+   * import { equal } from "node:assert/strict";
+   * const out: string[] = [];
+   * const printer = new ProgressPrinter({ tty: true, write: (t) => out.push(t) });
+   * printer.done(); // nothing shown yet: nothing to clear
+   * equal(out.length, 0);
+   * printer.update({ run: "run", elapsedMs: 100, durationMs: 0, ops: 5, opsPerSecond: 50, violations: 0, devicesAlive: 1, devices: 1 });
+   * printer.done();
+   * equal(out.at(-1), "\r\x1b[K");
+   * ```
+   */
   done(): void {
     if (this.#shown) this.#options.write("\r\x1b[K");
     this.#shown = false;

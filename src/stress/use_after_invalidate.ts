@@ -121,6 +121,15 @@ export class UseAfterInvalidateChecker {
    * Adds a page event (in epoch order for each page).
    *
    * @param event The event; `size` (default 4 KiB) covers several pages.
+   *
+   * @example
+   * ```ts
+   * import { UseAfterInvalidateChecker } from "./use_after_invalidate.ts";
+   * import { equal } from "node:assert/strict";
+   * const checker = new UseAfterInvalidateChecker();
+   * checker.addEvent({ kind: "invalid", page: 0x10000, epoch: 5, size: 3 * 4096 });
+   * equal(checker.pages, 3);
+   * ```
    */
   addEvent(event: PageEpochEvent & { readonly size?: number }): void {
     const first = Math.floor(event.page / PAGE);
@@ -143,6 +152,19 @@ export class UseAfterInvalidateChecker {
    *
    * @param record The record with its device id.
    * @returns The violations it shows (one per page and interval).
+   *
+   * @example
+   * ```ts
+   * import { UseAfterInvalidateChecker } from "./use_after_invalidate.ts";
+   * import { equal } from "node:assert/strict";
+   * const checker = new UseAfterInvalidateChecker();
+   * checker.addEvent({ kind: "invalid", page: 0x5000, epoch: 10 });
+   * const r = { device: "edu0", requesterId: 0x20, access: "read" as const, iova: 0, address: 0x4ff0, length: 32, result: "ok" as const, epochStart: 9, epochEnd: 12 };
+   * const [found] = checker.check(r);
+   * equal(found?.page, 0x5000); // the second page of the access
+   * equal(found?.invalidAt, 10);
+   * equal(checker.check({ ...r, result: "permission" }).length, 0); // a faulted access touched nothing
+   * ```
    */
   check(record: DmaTraceRecord & { readonly device: string }): UseAfterInvalidate[] {
     if (record.result !== "ok" || record.length === 0) return [];
@@ -166,6 +188,18 @@ export class UseAfterInvalidateChecker {
    *
    * @param record The record.
    * @returns `true` when it might be a violation.
+   *
+   * @example
+   * ```ts
+   * import { UseAfterInvalidateChecker } from "./use_after_invalidate.ts";
+   * import { equal } from "node:assert/strict";
+   * const checker = new UseAfterInvalidateChecker();
+   * checker.addEvent({ kind: "invalid", page: 0x5000, epoch: 10 });
+   * const r = { requesterId: 0x20, access: "write" as const, iova: 0, address: 0x5000, length: 64, result: "ok" as const, epochStart: 9, epochEnd: 10 };
+   * equal(checker.touches(r), true);
+   * equal(checker.touches({ ...r, address: 0x6000 }), false);
+   * equal(checker.touches({ ...r, epochEnd: 9 }), false); // done before the invalidation completed
+   * ```
    */
   touches(record: DmaTraceRecord): boolean {
     if (record.result !== "ok" || record.length === 0) return false;
@@ -181,7 +215,21 @@ export class UseAfterInvalidateChecker {
     return false;
   }
 
-  /** Pages with at least one invalidation on record. */
+  /**
+   * Pages with at least one invalidation on record.
+   *
+   * @example
+   * ```ts
+   * import { UseAfterInvalidateChecker } from "./use_after_invalidate.ts";
+   * import { equal } from "node:assert/strict";
+   * const checker = new UseAfterInvalidateChecker();
+   * checker.addEvent({ kind: "reuse", page: 0x5000, epoch: 1 }); // a reuse alone records nothing
+   * equal(checker.pages, 0);
+   * checker.addEvent({ kind: "invalid", page: 0x5000, epoch: 2 });
+   * checker.addEvent({ kind: "invalid", page: 0x5000, epoch: 3 });
+   * equal(checker.pages, 1);
+   * ```
+   */
   get pages(): number {
     return this.#intervals.size;
   }

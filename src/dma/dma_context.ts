@@ -200,12 +200,43 @@ export class DmaContext {
     this.#view = new DataView(memory.buffer);
   }
 
-  /** The MMU in use, if any. */
+  /**
+   * The MMU in use, if any.
+   *
+   * @example
+   * ```ts
+   * import { DmaContext } from "./dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { IdentityMmu } from "./mmu.ts";
+   * import { equal } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * const dma = new DmaContext(ram);
+   * const mmu = new IdentityMmu();
+   * equal(new DmaContext(ram, { mmu }).mmu, mmu);
+   * equal(dma.mmu, undefined); // the identity fast path
+   * ```
+   */
   get mmu(): Mmu | undefined {
     return this.#mmu;
   }
 
-  /** Mappings not yet released. */
+  /**
+   * Mappings not yet released.
+   *
+   * @example
+   * ```ts
+   * import { DmaContext } from "./dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { equal, ok } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * const dma = new DmaContext(ram);
+   * const r = dma.map(0x1000, 0x100);
+   * ok(r.ok);
+   * equal(dma.liveMappings, 1);
+   * r.mapping.release();
+   * equal(dma.liveMappings, 0);
+   * ```
+   */
   get liveMappings(): number {
     return this.#live.size;
   }
@@ -328,6 +359,19 @@ export class DmaContext {
    * @param address Start IOVA.
    * @param dest Destination.
    * @returns Success, or the fault with the bytes copied before it.
+   *
+   * @example
+   * ```ts
+   * import { DmaContext } from "./dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { deepEqual, equal } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * const dma = new DmaContext(ram);
+   * ram.write32(0x2000, 0x04030201);
+   * const buf = new Uint8Array(4);
+   * equal(dma.read(0x2000, buf).ok, true);
+   * deepEqual([...buf], [1, 2, 3, 4]);
+   * ```
    */
   read(address: number, dest: Uint8Array): DmaResult {
     checkRange(address, dest.length);
@@ -361,6 +405,20 @@ export class DmaContext {
    * @param address Start IOVA.
    * @param src Source bytes.
    * @returns Success, or the fault with the bytes written before it.
+   *
+   * @example
+   * ```ts
+   * import { DmaContext } from "./dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { equal, ok } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * const dma = new DmaContext(ram);
+   * const r = dma.write(0xffffe, new Uint8Array([1, 2, 3, 4])); // RAM ends after 2 bytes
+   * ok(!r.ok);
+   * equal(r.transferred, 2);
+   * equal(r.kind, "mmio-target"); // the PCI hole starts where low RAM ends
+   * equal(ram.read16(0xffffe), 0x0201);
+   * ```
    */
   write(address: number, src: Uint8Array): DmaResult {
     checkRange(address, src.length);
@@ -397,6 +455,19 @@ export class DmaContext {
    * @param length Number of bytes.
    * @param value Byte value (default 0).
    * @returns Success, or the fault with the bytes written before it.
+   *
+   * @example
+   * ```ts
+   * import { DmaContext } from "./dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * const dma = new DmaContext(ram);
+   * equal(dma.fill(0x3000, 8, 0xaa).ok, true);
+   * equal(ram.read64(0x3000), 0xaaaa_aaaa_aaaa_aaaan);
+   * equal(dma.fill(0x3000, 4).ok, true); // zeros by default
+   * equal(ram.read64(0x3000), 0xaaaa_aaaa_0000_0000n);
+   * ```
    */
   fill(address: number, length: number, value = 0): DmaResult {
     checkRange(address, length);
@@ -428,6 +499,19 @@ export class DmaContext {
    *
    * @param work Synchronous work.
    * @returns What `work` returned, or the fault when bus mastering is off.
+   *
+   * @example
+   * ```ts
+   * import { DmaContext } from "./dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * let enabled = true;
+   * const dma = new DmaContext(new GuestMemory({ size: 1 << 20 }), { busMaster: () => enabled });
+   * equal(dma.transact(() => dma.st32le(0x100, 1).ok && dma.st32le(0x104, 2).ok), true);
+   * enabled = false; // the guest cleared Bus Master Enable
+   * const r = dma.transact(() => true);
+   * equal(typeof r === "object" && r.kind, "bus-master-disabled");
+   * ```
    */
   transact<T>(work: () => T): T | DmaFault {
     const f = this.#begin(0, "read");
@@ -445,6 +529,23 @@ export class DmaContext {
    * @param sg The scatter-gather list.
    * @param dest Destination; at most `dest.length` bytes are read.
    * @returns Success, or the fault (its `transferred` counts from the list's start).
+   *
+   * @example
+   * ```ts
+   * import { DmaContext } from "./dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { SgList } from "./sg_list.ts";
+   * import { deepEqual, equal } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * const dma = new DmaContext(ram);
+   * ram.write16(0x1000, 0x0201);
+   * const sg = new SgList();
+   * sg.add(0x1001, 1);
+   * sg.add(0x1000, 1);
+   * const out = new Uint8Array(2);
+   * equal(dma.readSg(sg, out).ok, true);
+   * deepEqual([...out], [2, 1]);
+   * ```
    */
   readSg(sg: SgList, dest: Uint8Array): DmaResult {
     return this.#sg(sg, dest, "read");
@@ -456,6 +557,23 @@ export class DmaContext {
    * @param sg The scatter-gather list.
    * @param src Source; at most `src.length` bytes are written.
    * @returns Success, or the fault (its `transferred` counts from the list's start).
+   *
+   * @example
+   * ```ts
+   * import { DmaContext } from "./dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { SgList } from "./sg_list.ts";
+   * import { equal, ok } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * const dma = new DmaContext(ram);
+   * const sg = new SgList();
+   * sg.add(0x2000, 2);
+   * sg.add(0xfffff, 2); // the last byte of RAM, and one past it
+   * const r = dma.writeSg(sg, new Uint8Array([1, 2, 3, 4]));
+   * ok(!r.ok);
+   * equal(r.transferred, 3); // counted from the start of the list
+   * equal(ram.read8(0xfffff), 3);
+   * ```
    */
   writeSg(sg: SgList, src: Uint8Array): DmaResult {
     return this.#sg(sg, src, "write");
@@ -497,6 +615,21 @@ export class DmaContext {
    * @param length Bytes wanted (≥ 1).
    * @param options Access direction and invalidation callback.
    * @returns The mapping, or the fault.
+   *
+   * @example
+   * ```ts
+   * import { DmaContext } from "./dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { equal, ok } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * const dma = new DmaContext(ram);
+   * const r = dma.map(0xff000, 0x2000, { access: "write" });
+   * ok(r.ok);
+   * using mapping = r.mapping; // released at the end of the scope
+   * equal(mapping.length, 0x1000); // RAM ends one page later
+   * mapping.view[0] = 0x5a;
+   * equal(ram.read8(0xff000), 0x5a);
+   * ```
    */
   map(address: number, length: number, options: DmaMapOptions = {}): DmaMapResult {
     checkRange(address, length);
@@ -551,6 +684,20 @@ export class DmaContext {
    * Releases a mapping (same as `mapping.release()`).
    *
    * @param mapping The mapping.
+   *
+   * @example
+   * ```ts
+   * import { DmaContext } from "./dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { equal, ok } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * const dma = new DmaContext(ram);
+   * const r = dma.map(0x1000, 64);
+   * ok(r.ok);
+   * dma.unmap(r.mapping);
+   * equal(r.mapping.released, true);
+   * equal(dma.liveMappings, 0);
+   * ```
    */
   unmap(mapping: DmaMapping): void {
     mapping.release();
@@ -642,56 +789,278 @@ export class DmaContext {
     }
   }
 
-  /** Loads a byte. @param address IOVA. @returns The value or the fault. */
+  /**
+   * Loads a byte.
+   *
+   * @param address IOVA.
+   * @returns The value or the fault.
+   *
+   * @example
+   * ```ts
+   * import { DmaContext } from "./dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { deepEqual, equal } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * const dma = new DmaContext(ram);
+   * ram.write8(0x10, 0x7f);
+   * deepEqual(dma.ld8(0x10), { ok: true, value: 0x7f });
+   * equal(dma.ld8(0x10_0000).ok, false); // past the end of RAM
+   * ```
+   */
   ld8(address: number): DmaLoad<number> {
     return this.#loadValue(address, 1, true);
   }
-  /** Loads a little-endian 16-bit value. @param address IOVA. @returns The value or the fault. */
+  /**
+   * Loads a little-endian 16-bit value.
+   *
+   * @param address IOVA.
+   * @returns The value or the fault.
+   *
+   * @example
+   * ```ts
+   * import { DmaContext } from "./dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { deepEqual } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * const dma = new DmaContext(ram);
+   * ram.write16(0x10, 0x1234);
+   * deepEqual(dma.ld16le(0x10), { ok: true, value: 0x1234 });
+   * ```
+   */
   ld16le(address: number): DmaLoad<number> {
     return this.#loadValue(address, 2, true);
   }
-  /** Loads a big-endian 16-bit value. @param address IOVA. @returns The value or the fault. */
+  /**
+   * Loads a big-endian 16-bit value.
+   *
+   * @param address IOVA.
+   * @returns The value or the fault.
+   *
+   * @example
+   * ```ts
+   * import { DmaContext } from "./dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { deepEqual } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * const dma = new DmaContext(ram);
+   * ram.write16(0x10, 0x1234);
+   * deepEqual(dma.ld16be(0x10), { ok: true, value: 0x3412 });
+   * ```
+   */
   ld16be(address: number): DmaLoad<number> {
     return this.#loadValue(address, 2, false);
   }
-  /** Loads a little-endian 32-bit value. @param address IOVA. @returns The value or the fault. */
+  /**
+   * Loads a little-endian 32-bit value.
+   *
+   * @param address IOVA.
+   * @returns The value or the fault.
+   *
+   * @example
+   * ```ts
+   * import { DmaContext } from "./dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { deepEqual } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * const dma = new DmaContext(ram);
+   * ram.write32(0x10, 0xdeadbeef);
+   * deepEqual(dma.ld32le(0x10), { ok: true, value: 0xdeadbeef });
+   * const swapped = new DmaContext(ram, { busByteSwap: true }); // an opposite-endian bridge
+   * deepEqual(swapped.ld32le(0x10), { ok: true, value: 0xefbeadde });
+   * ```
+   */
   ld32le(address: number): DmaLoad<number> {
     return this.#loadValue(address, 4, true);
   }
-  /** Loads a big-endian 32-bit value. @param address IOVA. @returns The value or the fault. */
+  /**
+   * Loads a big-endian 32-bit value.
+   *
+   * @param address IOVA.
+   * @returns The value or the fault.
+   *
+   * @example
+   * ```ts
+   * import { DmaContext } from "./dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { deepEqual } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * const dma = new DmaContext(ram);
+   * ram.write(0x10, new Uint8Array([0xde, 0xad, 0xbe, 0xef]));
+   * deepEqual(dma.ld32be(0x10), { ok: true, value: 0xdeadbeef });
+   * ```
+   */
   ld32be(address: number): DmaLoad<number> {
     return this.#loadValue(address, 4, false);
   }
-  /** Loads a little-endian 64-bit value. @param address IOVA. @returns The value or the fault. */
+  /**
+   * Loads a little-endian 64-bit value.
+   *
+   * @param address IOVA.
+   * @returns The value or the fault.
+   *
+   * @example
+   * ```ts
+   * import { DmaContext } from "./dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { deepEqual, equal } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * const dma = new DmaContext(ram);
+   * ram.write64(0x10, 0x1122_3344_5566_7788n);
+   * deepEqual(dma.ld64le(0x10), { ok: true, value: 0x1122_3344_5566_7788n });
+   * const off = new DmaContext(ram, { busMaster: () => false });
+   * equal(off.ld64le(0x10).ok, false);
+   * ```
+   */
   ld64le(address: number): DmaLoad<bigint> {
     return this.#loadBig(address, true);
   }
-  /** Loads a big-endian 64-bit value. @param address IOVA. @returns The value or the fault. */
+  /**
+   * Loads a big-endian 64-bit value.
+   *
+   * @param address IOVA.
+   * @returns The value or the fault.
+   *
+   * @example
+   * ```ts
+   * import { DmaContext } from "./dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { deepEqual } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * const dma = new DmaContext(ram);
+   * ram.write64(0x10, 0x0102_0304_0506_0708n);
+   * deepEqual(dma.ld64be(0x10), { ok: true, value: 0x0807_0605_0403_0201n });
+   * ```
+   */
   ld64be(address: number): DmaLoad<bigint> {
     return this.#loadBig(address, false);
   }
 
-  /** Stores a byte. @param address IOVA. @param value The value. @returns Success or the fault. */
+  /**
+   * Stores a byte.
+   *
+   * @param address IOVA.
+   * @param value The value.
+   * @returns Success or the fault.
+   *
+   * @example
+   * ```ts
+   * import { DmaContext } from "./dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * const dma = new DmaContext(ram);
+   * equal(dma.st8(0x10, 0xab).ok, true);
+   * equal(ram.read8(0x10), 0xab);
+   * ```
+   */
   st8(address: number, value: number): DmaResult {
     return this.#store(address, 1, (v, at) => v.setUint8(at, value));
   }
-  /** Stores a little-endian 16-bit value. @param address IOVA. @param value The value. @returns Success or the fault. */
+  /**
+   * Stores a little-endian 16-bit value.
+   *
+   * @param address IOVA.
+   * @param value The value.
+   * @returns Success or the fault.
+   *
+   * @example
+   * ```ts
+   * import { DmaContext } from "./dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * const dma = new DmaContext(ram);
+   * equal(dma.st16le(0x10, 0x1234).ok, true);
+   * equal(ram.read16(0x10), 0x1234);
+   * ```
+   */
   st16le(address: number, value: number): DmaResult {
     return this.#store(address, 2, (v, at) => v.setUint16(at, value, !this.#swap));
   }
-  /** Stores a big-endian 16-bit value. @param address IOVA. @param value The value. @returns Success or the fault. */
+  /**
+   * Stores a big-endian 16-bit value.
+   *
+   * @param address IOVA.
+   * @param value The value.
+   * @returns Success or the fault.
+   *
+   * @example
+   * ```ts
+   * import { DmaContext } from "./dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * const dma = new DmaContext(ram);
+   * equal(dma.st16be(0x10, 0x1234).ok, true);
+   * equal(ram.read16(0x10), 0x3412);
+   * ```
+   */
   st16be(address: number, value: number): DmaResult {
     return this.#store(address, 2, (v, at) => v.setUint16(at, value, this.#swap));
   }
-  /** Stores a little-endian 32-bit value. @param address IOVA. @param value The value. @returns Success or the fault. */
+  /**
+   * Stores a little-endian 32-bit value.
+   *
+   * @param address IOVA.
+   * @param value The value.
+   * @returns Success or the fault.
+   *
+   * @example
+   * ```ts
+   * import { DmaContext } from "./dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { equal, ok } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * const dma = new DmaContext(ram);
+   * equal(dma.st32le(0x10, 0x11223344).ok, true);
+   * equal(ram.read32(0x10), 0x11223344);
+   * const r = dma.st32le(0xffffe, 0x11223344); // straddles the end of RAM
+   * ok(!r.ok);
+   * equal(r.transferred, 2);
+   * ```
+   */
   st32le(address: number, value: number): DmaResult {
     return this.#store(address, 4, (v, at) => v.setUint32(at, value, !this.#swap));
   }
-  /** Stores a big-endian 32-bit value. @param address IOVA. @param value The value. @returns Success or the fault. */
+  /**
+   * Stores a big-endian 32-bit value.
+   *
+   * @param address IOVA.
+   * @param value The value.
+   * @returns Success or the fault.
+   *
+   * @example
+   * ```ts
+   * import { DmaContext } from "./dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * const dma = new DmaContext(ram);
+   * equal(dma.st32be(0x10, 0x11223344).ok, true);
+   * equal(ram.read32(0x10), 0x44332211);
+   * ```
+   */
   st32be(address: number, value: number): DmaResult {
     return this.#store(address, 4, (v, at) => v.setUint32(at, value, this.#swap));
   }
-  /** Stores a little-endian 64-bit value. @param address IOVA. @param value The value. @returns Success or the fault. */
+  /**
+   * Stores a little-endian 64-bit value.
+   *
+   * @param address IOVA.
+   * @param value The value.
+   * @returns Success or the fault.
+   *
+   * @example
+   * ```ts
+   * import { DmaContext } from "./dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * const dma = new DmaContext(ram);
+   * equal(dma.st64le(0x10, -1n).ok, true); // stored as its two's complement
+   * equal(ram.read64(0x10), 0xffff_ffff_ffff_ffffn);
+   * ```
+   */
   st64le(address: number, value: bigint): DmaResult {
     return this.#store(
       address,
@@ -699,7 +1068,25 @@ export class DmaContext {
       (v, at) => v.setBigUint64(at, BigInt.asUintN(64, value), !this.#swap),
     );
   }
-  /** Stores a big-endian 64-bit value. @param address IOVA. @param value The value. @returns Success or the fault. */
+  /**
+   * Stores a big-endian 64-bit value.
+   *
+   * @param address IOVA.
+   * @param value The value.
+   * @returns Success or the fault.
+   *
+   * @example
+   * ```ts
+   * import { DmaContext } from "./dma_context.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * const dma = new DmaContext(ram);
+   * equal(dma.st64be(0x10, 0x0102_0304_0506_0708n).ok, true);
+   * equal(ram.read8(0x10), 0x01);
+   * equal(ram.read64(0x10), 0x0807_0605_0403_0201n);
+   * ```
+   */
   st64be(address: number, value: bigint): DmaResult {
     return this.#store(
       address,

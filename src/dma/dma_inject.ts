@@ -185,25 +185,104 @@ export class DmaInjector {
     this.#bitmap = INJECT_RECORD_BASE + this.#capacity * InjectRecord.WORDS;
   }
 
-  /** Whether first reads are filled (otherwise accesses are only checked). */
+  /**
+   * Whether first reads are filled (otherwise accesses are only checked).
+   *
+   * @example
+   * ```ts
+   * import { DmaInjector } from "./dma_inject.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * const injector = new DmaInjector(ram);
+   * injector.setPatterns([{ data: new Uint8Array([0xab]), index: 0, stride: 0 }]);
+   * injector.enabled = false; // only check accesses
+   * injector.observe(0x1000, 0x1000, 4, "read");
+   * equal(ram.read32(0x1000), 0);
+   * injector.enabled = true;
+   * injector.observe(0x1000, 0x1000, 4, "read");
+   * equal(ram.read32(0x1000), 0xabab_abab);
+   * ```
+   */
   get enabled(): boolean {
     return Atomics.load(this.#w, InjectHeader.ENABLED) === 1;
   }
 
+  /**
+   * Turns the filling of first reads on or off; accesses are checked either way.
+   *
+   * @example
+   * ```ts
+   * import { DmaInjector } from "./dma_inject.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const injector = new DmaInjector(new GuestMemory({ size: 1 << 20 }));
+   * injector.enabled = false;
+   * injector.observe(0xffffc, 0xffffc, 8, "read"); // past the end of RAM: still caught
+   * equal(injector.violation?.count, 1);
+   * ```
+   */
   set enabled(on: boolean) {
     Atomics.store(this.#w, InjectHeader.ENABLED, on ? 1 : 0);
   }
 
-  /** The guest operation in progress; fills carry it. */
+  /**
+   * The guest operation in progress; fills carry it.
+   *
+   * @example
+   * ```ts
+   * import { DmaInjector } from "./dma_inject.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * const injector = new DmaInjector(ram);
+   * injector.setPatterns([{ data: new Uint8Array([0xab]), index: 0, stride: 0 }]);
+   * injector.op = 3; // the fuzzer runs its fourth operation
+   * injector.observe(0x2000, 0x2000, 4, "read");
+   * equal(injector.drain()[0]?.op, 3);
+   * ```
+   */
   get op(): number {
     return Atomics.load(this.#w, InjectHeader.OP);
   }
 
+  /**
+   * Sets the guest operation that the following fills belong to.
+   *
+   * @example
+   * ```ts
+   * import { DmaInjector } from "./dma_inject.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { deepEqual } from "node:assert/strict";
+   * const injector = new DmaInjector(new GuestMemory({ size: 1 << 20 }));
+   * injector.setPatterns([{ data: new Uint8Array([0xab]), index: 0, stride: 0 }]);
+   * injector.observe(0x1000, 0x1000, 4, "read");
+   * injector.op = 1; // the guest's next operation
+   * injector.observe(0x2000, 0x2000, 4, "read");
+   * deepEqual(injector.drain().map((f) => f.op), [0, 1]);
+   * ```
+   */
   set op(index: number) {
     Atomics.store(this.#w, InjectHeader.OP, index);
   }
 
-  /** Fills skipped because the record ring was full. */
+  /**
+   * Fills skipped because the record ring was full.
+   *
+   * @example
+   * ```ts
+   * import { DmaInjector } from "./dma_inject.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * const injector = new DmaInjector(ram, { capacity: 1 });
+   * injector.setPatterns([{ data: new Uint8Array([0xab]), index: 0, stride: 0 }]);
+   * injector.observe(0x1000, 0x1000, 4, "read");
+   * injector.observe(0x2000, 0x2000, 4, "read"); // the ring holds one record
+   * equal(injector.dropped, 1);
+   * equal(injector.drain().length, 1);
+   * ```
+   */
   get dropped(): number {
     return Atomics.load(this.#w, InjectHeader.DROPPED);
   }
@@ -211,6 +290,18 @@ export class DmaInjector {
   /**
    * The first access whose physical range was not guest RAM, if any: an
    * oracle that must never fire.
+   *
+   * @example
+   * ```ts
+   * import { DmaInjector } from "./dma_inject.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { deepEqual, equal } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * const injector = new DmaInjector(ram);
+   * equal(injector.violation, undefined);
+   * injector.observe(0xffffc, 0xffffc, 8, "read"); // a DMA run past the end of RAM
+   * deepEqual(injector.violation, { address: 0xffffc, length: 8, count: 1 });
+   * ```
    */
   get violation(): { address: number; length: number; count: number } | undefined {
     const count = Atomics.load(this.#w, InjectHeader.VIOLATIONS);
@@ -227,6 +318,20 @@ export class DmaInjector {
    * Sets the patterns (before the machine starts; at most 8, each 1 to 32 bytes).
    *
    * @param patterns The patterns; none means nothing is filled.
+   *
+   * @example
+   * ```ts
+   * import { DmaInjector } from "./dma_inject.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { deepEqual, throws } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * const injector = new DmaInjector(ram);
+   * injector.setPatterns([{ data: new Uint8Array([0x00, 0x10]), index: 1, stride: 0x10 }]);
+   * injector.observe(0x1000, 0x1000, 6, "read");
+   * deepEqual([...ram.view(0x1000, 6)], [0, 0x10, 0, 0x20, 0, 0x30]);
+   * const long = { data: new Uint8Array(33), index: 0, stride: 0 };
+   * throws(() => injector.setPatterns([long]), /Invalid pattern length 33/);
+   * ```
    */
   setPatterns(patterns: readonly InjectionPattern[]): void {
     if (patterns.length > INJECT_PATTERNS) {
@@ -266,6 +371,19 @@ export class DmaInjector {
    *
    * @param address Guest-physical address.
    * @param length Bytes.
+   *
+   * @example
+   * ```ts
+   * import { DmaInjector } from "./dma_inject.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * const injector = new DmaInjector(ram);
+   * injector.setPatterns([{ data: new Uint8Array([0xab]), index: 0, stride: 0 }]);
+   * injector.markWritten(0x1000, 2); // the guest wrote two bytes
+   * injector.observe(0x1000, 0x1000, 4, "read");
+   * equal(ram.read32(0x1000), 0xabab_0000); // only the other two were filled
+   * ```
    */
   markWritten(address: number, length: number): void {
     let done = 0;
@@ -290,6 +408,20 @@ export class DmaInjector {
    * @param offset Its offset in the RAM buffer.
    * @param length Bytes.
    * @param access Read or write.
+   *
+   * @example
+   * ```ts
+   * import { DmaInjector } from "./dma_inject.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { deepEqual, equal } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * const injector = new DmaInjector(ram);
+   * injector.setPatterns([{ data: new Uint8Array([0xab]), index: 0, stride: 0 }]);
+   * injector.observe(0x3000, 0x3000, 4, "write"); // a device writes first
+   * injector.observe(0x3000, 0x3000, 8, "read");
+   * equal(ram.read64(0x3000), 0xabab_abab_0000_0000n);
+   * deepEqual(injector.drain().map((f) => f.address), [0x3004]);
+   * ```
    */
   observe(address: number, offset: number, length: number, access: DmaAccess): void {
     if (
@@ -311,6 +443,20 @@ export class DmaInjector {
    * @param address Guest-physical address.
    * @param length Bytes.
    * @param access Read or write.
+   *
+   * @example
+   * ```ts
+   * import { DmaInjector } from "./dma_inject.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * const injector = new DmaInjector(ram);
+   * injector.setPatterns([{ data: new Uint8Array([0xab]), index: 0, stride: 0 }]);
+   * injector.observePhysical(0x5000, 8, "read"); // the IOMMU reads a device-table entry
+   * equal(ram.read64(0x5000), 0xabab_abab_abab_ababn);
+   * injector.observePhysical(0xfee0_0000, 4, "read"); // not RAM: left alone
+   * equal(injector.violation, undefined);
+   * ```
    */
   observePhysical(address: number, length: number, access: DmaAccess): void {
     if (Atomics.load(this.#w, InjectHeader.ENABLED) === 0) return;
@@ -403,6 +549,21 @@ export class DmaInjector {
    * Takes every published fill record (main isolate).
    *
    * @returns The fills, oldest first.
+   *
+   * @example
+   * ```ts
+   * import { DmaInjector } from "./dma_inject.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { deepEqual, equal } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 2 << 20, lowLimit: 1 << 20 });
+   * const injector = new DmaInjector(ram);
+   * injector.setPatterns([{ data: new Uint8Array([0xab]), index: 0, stride: 0 }]);
+   * injector.observe(0x1000, 0x1000, 4, "read");
+   * injector.observePhysical(2 ** 32, 2, "read"); // high RAM
+   * const fills = injector.drain();
+   * deepEqual(fills.map((f) => [f.address, f.data.length]), [[0x1000, 4], [2 ** 32, 2]]);
+   * equal(injector.drain().length, 0); // taken
+   * ```
    */
   drain(): InjectedFill[] {
     const w = this.#w;

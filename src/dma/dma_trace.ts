@@ -101,12 +101,43 @@ export class DmaTraceWriter {
     this.#mask = (this.#w.length - TraceHeader.SIZE) / TraceRecord.WORDS - 1;
   }
 
-  /** The trace epoch now (read before a copy starts). */
+  /**
+   * The trace epoch now (read before a copy starts).
+   *
+   * @example
+   * ```ts
+   * import { dmaTraceBytes, DmaTraceWriter } from "./dma_trace.ts";
+   * import { MachineBlock } from "../shared/layout.ts";
+   * import { equal } from "node:assert/strict";
+   * const machine = new Int32Array(new SharedArrayBuffer(64));
+   * const writer = new DmaTraceWriter(new SharedArrayBuffer(dmaTraceBytes(16)), machine);
+   * Atomics.store(machine, MachineBlock.TRACE_EPOCH, 3); // the main isolate advances it
+   * equal(writer.epoch(), 3);
+   * ```
+   */
   epoch(): number {
     return Atomics.load(this.#machine, MachineBlock.TRACE_EPOCH);
   }
 
-  /** Remembers the epoch at the start of a copy. */
+  /**
+   * Remembers the epoch at the start of a copy.
+   *
+   * @example
+   * ```ts
+   * import { dmaTraceBytes, DmaTraceReader, DmaTraceWriter } from "./dma_trace.ts";
+   * import { MachineBlock } from "../shared/layout.ts";
+   * import { deepEqual } from "node:assert/strict";
+   * const ring = new SharedArrayBuffer(dmaTraceBytes(16));
+   * const machine = new Int32Array(new SharedArrayBuffer(64));
+   * const writer = new DmaTraceWriter(ring, machine);
+   * writer.begin(); // a copy starts at epoch 0
+   * Atomics.add(machine, MachineBlock.TRACE_EPOCH, 1); // the guest acts meanwhile
+   * const run = { requesterId: 0, access: "read", iova: 0, address: 0, result: "ok" } as const;
+   * writer.record({ ...run, length: 8 });
+   * const [r] = new DmaTraceReader(ring).drain();
+   * deepEqual([r?.epochStart, r?.epochEnd], [0, 1]);
+   * ```
+   */
   begin(): void {
     this.#start = this.epoch();
   }
@@ -115,6 +146,20 @@ export class DmaTraceWriter {
    * Appends a record (epochs: the one remembered by `begin`, and now).
    *
    * @param r The run.
+   *
+   * @example
+   * ```ts
+   * import { dmaTraceBytes, DmaTraceReader, DmaTraceWriter } from "./dma_trace.ts";
+   * import { equal } from "node:assert/strict";
+   * const ring = new SharedArrayBuffer(dmaTraceBytes(16));
+   * const writer = new DmaTraceWriter(ring, new Int32Array(new SharedArrayBuffer(64)));
+   * const reader = new DmaTraceReader(ring);
+   * const fault = { requesterId: 0x20, access: "write", address: 0, length: 0 } as const;
+   * writer.record({ ...fault, iova: 2 ** 40, result: "no-translation" });
+   * const [r] = reader.drain();
+   * equal(r?.iova, 2 ** 40);
+   * equal(r?.result, "no-translation");
+   * ```
    */
   record(r: Omit<DmaTraceRecord, "epochStart" | "epochEnd">): void {
     const w = this.#w;
@@ -184,12 +229,44 @@ export class DmaTraceReader {
     if (options.lossless) Atomics.or(this.#w, TraceHeader.FLAGS, 1);
   }
 
-  /** Records dropped because the ring was full. */
+  /**
+   * Records dropped because the ring was full.
+   *
+   * @example
+   * ```ts
+   * import { dmaTraceBytes, DmaTraceReader, DmaTraceWriter } from "./dma_trace.ts";
+   * import { equal } from "node:assert/strict";
+   * const ring = new SharedArrayBuffer(dmaTraceBytes(2)); // room for two records
+   * const writer = new DmaTraceWriter(ring, new Int32Array(new SharedArrayBuffer(64)));
+   * const reader = new DmaTraceReader(ring);
+   * const run = { requesterId: 0, access: "read", address: 0, length: 1, result: "ok" } as const;
+   * for (const iova of [0, 1, 2]) writer.record({ ...run, iova });
+   * equal(reader.dropped, 1);
+   * equal(reader.drain().length, 2);
+   * ```
+   */
   get dropped(): number {
     return Atomics.load(this.#w, TraceHeader.DROPPED);
   }
 
-  /** Whether records are waiting. */
+  /**
+   * Whether records are waiting.
+   *
+   * @example
+   * ```ts
+   * import { dmaTraceBytes, DmaTraceReader, DmaTraceWriter } from "./dma_trace.ts";
+   * import { equal } from "node:assert/strict";
+   * const ring = new SharedArrayBuffer(dmaTraceBytes(16));
+   * const writer = new DmaTraceWriter(ring, new Int32Array(new SharedArrayBuffer(64)));
+   * const reader = new DmaTraceReader(ring);
+   * equal(reader.pending, false);
+   * const run = { requesterId: 0, access: "read", iova: 0, address: 0, result: "ok" } as const;
+   * writer.record({ ...run, length: 4 });
+   * equal(reader.pending, true);
+   * reader.drain();
+   * equal(reader.pending, false);
+   * ```
+   */
   get pending(): boolean {
     return Atomics.load(this.#w, TraceHeader.HEAD) !== Atomics.load(this.#w, TraceHeader.TAIL);
   }
@@ -198,6 +275,22 @@ export class DmaTraceReader {
    * Takes every published record.
    *
    * @returns The records, oldest first.
+   *
+   * @example
+   * ```ts
+   * import { dmaTraceBytes, DmaTraceReader, DmaTraceWriter } from "./dma_trace.ts";
+   * import { deepEqual, equal } from "node:assert/strict";
+   * const ring = new SharedArrayBuffer(dmaTraceBytes(16));
+   * const writer = new DmaTraceWriter(ring, new Int32Array(new SharedArrayBuffer(64)));
+   * const reader = new DmaTraceReader(ring);
+   * const run = { requesterId: 0x20, access: "write", length: 4096, result: "ok" } as const;
+   * writer.record({ ...run, iova: 0x1000, address: 0x9000 });
+   * writer.record({ ...run, iova: 0x2000, address: 0x5000, continued: true }); // same DMA call
+   * const records = reader.drain();
+   * deepEqual(records.map((r) => r.address), [0x9000, 0x5000]);
+   * deepEqual(records.map((r) => r.continued), [false, true]);
+   * equal(reader.drain().length, 0); // taken
+   * ```
    */
   drain(): DmaTraceRecord[] {
     const w = this.#w;

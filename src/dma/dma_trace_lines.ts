@@ -106,6 +106,20 @@ export class DmaTransactionGrouper {
    *
    * @param device The device's id.
    * @param records Its records.
+   *
+   * @example
+   * ```ts
+   * import { DmaTransactionGrouper } from "./dma_trace_lines.ts";
+   * import { deepEqual } from "node:assert/strict";
+   * const seen: string[] = [];
+   * const grouper = new DmaTransactionGrouper((t) => seen.push(`${t.length} ${t.result}`));
+   * const r = { requesterId: 0x20, access: "write", epochStart: 0, epochEnd: 0 } as const;
+   * grouper.push("edu0", [
+   *   { ...r, iova: 0x1000, address: 0x1000, length: 16, result: "ok" },
+   *   { ...r, iova: 0x1010, address: 0, length: 0, result: "permission", continued: true },
+   * ]);
+   * deepEqual(seen, ["16 permission"]); // a fault completes the transaction at once
+   * ```
    */
   push(device: string, records: readonly DmaTraceRecord[]): void {
     for (const r of records) {
@@ -147,6 +161,21 @@ export class DmaTransactionGrouper {
   /**
    * Completes the transactions of devices that had no record since the
    * previous call (call it after each drain).
+   *
+   * @example
+   * ```ts
+   * import { DmaTransactionGrouper } from "./dma_trace_lines.ts";
+   * import { deepEqual } from "node:assert/strict";
+   * const seen: string[] = [];
+   * const grouper = new DmaTransactionGrouper((t) => seen.push(t.device));
+   * const run = { requesterId: 0x20, access: "read", result: "ok" } as const;
+   * const epochs = { epochStart: 0, epochEnd: 0 };
+   * grouper.push("edu0", [{ ...run, ...epochs, iova: 0x1000, address: 0x1000, length: 8 }]);
+   * grouper.settle(); // edu0 had records in this drain: its transaction may go on
+   * deepEqual(seen, []);
+   * grouper.settle(); // none since: complete
+   * deepEqual(seen, ["edu0"]);
+   * ```
    */
   settle(): void {
     for (const [device, t] of this.#pending) {
@@ -159,7 +188,23 @@ export class DmaTransactionGrouper {
     }
   }
 
-  /** Emits every transaction still open. */
+  /**
+   * Emits every transaction still open.
+   *
+   * @example
+   * ```ts
+   * import { DmaTransactionGrouper } from "./dma_trace_lines.ts";
+   * import { deepEqual } from "node:assert/strict";
+   * const seen: string[] = [];
+   * const grouper = new DmaTransactionGrouper((t) => seen.push(t.device));
+   * const run = { requesterId: 0x20, access: "read", result: "ok" } as const;
+   * const epochs = { epochStart: 0, epochEnd: 0 };
+   * grouper.push("edu0", [{ ...run, ...epochs, iova: 0x1000, address: 0x1000, length: 8 }]);
+   * grouper.push("ide0", [{ ...run, ...epochs, iova: 0x8000, address: 0x8000, length: 512 }]);
+   * grouper.flush();
+   * deepEqual(seen.sort(), ["edu0", "ide0"]);
+   * ```
+   */
   flush(): void {
     for (const t of this.#pending.values()) this.#done(t);
     this.#pending.clear();

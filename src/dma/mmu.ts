@@ -137,6 +137,14 @@ export class IdentityMmu implements Mmu {
    * @param length The requested length.
    * @param _access Ignored.
    * @returns An identity translation of `length` bytes.
+   *
+   * @example
+   * ```ts
+   * import { IdentityMmu, Permission } from "./mmu.ts";
+   * import { deepEqual } from "node:assert/strict";
+   * const t = new IdentityMmu().translate(0x20, 0x1234_5000, 0, "write");
+   * deepEqual(t, { ok: true, address: 0x1234_5000, length: 1, permissions: Permission.ReadWrite });
+   * ```
    */
   translate(_requesterId: number, iova: number, length: number, _access: DmaAccess): MmuResult {
     return {

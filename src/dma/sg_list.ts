@@ -35,12 +35,36 @@ export class SgList {
   #entries: SgEntry[] = [];
   #size = 0;
 
-  /** The pieces, in order. */
+  /**
+   * The pieces, in order.
+   *
+   * @example
+   * ```ts
+   * import { SgList } from "./sg_list.ts";
+   * import { deepEqual } from "node:assert/strict";
+   * const sg = new SgList();
+   * sg.add(0x3000, 16);
+   * sg.add(0x1000, 16); // kept in order, not sorted
+   * deepEqual(sg.entries, [{ address: 0x3000, length: 16 }, { address: 0x1000, length: 16 }]);
+   * ```
+   */
   get entries(): readonly SgEntry[] {
     return this.#entries;
   }
 
-  /** Total bytes described. */
+  /**
+   * Total bytes described.
+   *
+   * @example
+   * ```ts
+   * import { SgList } from "./sg_list.ts";
+   * import { equal } from "node:assert/strict";
+   * const sg = new SgList();
+   * sg.add(0x1000, 512);
+   * sg.add(0x9000, 100);
+   * equal(sg.size, 612);
+   * ```
+   */
   get size(): number {
     return this.#size;
   }
@@ -50,6 +74,17 @@ export class SgList {
    *
    * @param address Start address.
    * @param length Length in bytes.
+   *
+   * @example
+   * ```ts
+   * import { SgList } from "./sg_list.ts";
+   * import { deepEqual } from "node:assert/strict";
+   * const sg = new SgList();
+   * sg.add(0x1000, 0x200);
+   * sg.add(0x1200, 0); // ignored
+   * sg.add(0x1200, 0x200); // merged with the previous piece
+   * deepEqual(sg.entries, [{ address: 0x1000, length: 0x400 }]);
+   * ```
    */
   add(address: number, length: number): void {
     checkRange(address, length);
@@ -66,7 +101,20 @@ export class SgList {
     this.#size += length;
   }
 
-  /** Removes every piece. */
+  /**
+   * Removes every piece.
+   *
+   * @example
+   * ```ts
+   * import { SgList } from "./sg_list.ts";
+   * import { equal } from "node:assert/strict";
+   * const sg = new SgList();
+   * sg.add(0x1000, 0x200);
+   * sg.clear();
+   * equal(sg.size, 0);
+   * equal(sg.entries.length, 0);
+   * ```
+   */
   clear(): void {
     this.#entries = [];
     this.#size = 0;

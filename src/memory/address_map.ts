@@ -91,12 +91,37 @@ export class AddressMap {
   #listeners: Array<() => void> = [];
   #sorted: IoRegion[] = [];
 
-  /** Increments on every change; lets readers cache lookups. */
+  /**
+   * Increments on every change; lets readers cache lookups.
+   *
+   * @example
+   * ```ts
+   * import { AddressMap } from "./address_map.ts";
+   * import { equal } from "node:assert/strict";
+   * const map = new AddressMap();
+   * const before = map.version;
+   * const id = map.add({ name: "bar0", space: "mmio", size: 0x1000, target: 1, targetRegion: 0 });
+   * map.move(id, 0xfe00_0000);
+   * equal(map.version, before + 2);
+   * ```
+   */
   get version(): number {
     return this.#version;
   }
 
-  /** All regions, mapped or not, ordered by priority then age. */
+  /**
+   * All regions, mapped or not, ordered by priority then age.
+   *
+   * @example
+   * ```ts
+   * import { AddressMap } from "./address_map.ts";
+   * import { deepEqual } from "node:assert/strict";
+   * const map = new AddressMap();
+   * map.add({ name: "low", space: "pio", size: 8, base: 0x60, target: 0, targetRegion: 0 });
+   * map.add({ name: "high", space: "pio", size: 8, priority: 1, target: 0, targetRegion: 1 });
+   * deepEqual(map.regions.map((r) => `${r.name} ${r.mapped}`), ["high false", "low true"]);
+   * ```
+   */
   get regions(): readonly IoRegion[] {
     return this.#sorted;
   }
@@ -105,6 +130,19 @@ export class AddressMap {
    * Calls `listener` after every change of the map.
    *
    * @param listener Called with no arguments.
+   *
+   * @example
+   * ```ts
+   * import { AddressMap } from "./address_map.ts";
+   * import { equal } from "node:assert/strict";
+   * const map = new AddressMap();
+   * let changes = 0;
+   * map.onChange(() => changes++);
+   * const id = map.add({ name: "bar0", space: "mmio", size: 0x1000, target: 1, targetRegion: 0 });
+   * map.move(id, 0xfe00_0000);
+   * map.move(id, 0xfe00_0000); // already there: no change
+   * equal(changes, 2);
+   * ```
    */
   onChange(listener: () => void): void {
     this.#listeners.push(listener);
@@ -115,6 +153,17 @@ export class AddressMap {
    *
    * @param options Region description.
    * @returns The new region's id.
+   *
+   * @example
+   * ```ts
+   * import { AddressMap } from "./address_map.ts";
+   * import { equal, throws } from "node:assert/strict";
+   * const map = new AddressMap();
+   * const port = { space: "pio", size: 8, target: 0, targetRegion: 0 } as const;
+   * const id = map.add({ ...port, name: "com1", base: 0x3f8 });
+   * equal(map.lookup("pio", 0x3fd, 1)?.region.id, id);
+   * throws(() => map.add({ ...port, name: "bad", base: 0xfffc }), /beyond port 0xffff/);
+   * ```
    */
   add(options: AddRegionOptions): number {
     if (!Number.isSafeInteger(options.size) || options.size <= 0) {
@@ -144,6 +193,19 @@ export class AddressMap {
    *
    * @param id Region id.
    * @param base New base address, or `undefined` to unmap.
+   *
+   * @example
+   * ```ts
+   * import { AddressMap } from "./address_map.ts";
+   * import { equal } from "node:assert/strict";
+   * const map = new AddressMap();
+   * const id = map.add({ name: "bar0", space: "mmio", size: 0x1000, target: 1, targetRegion: 0 });
+   * map.move(id, 0xfe00_0000); // the guest programs the BAR
+   * equal(map.lookup("mmio", 0xfe00_0004, 4)?.offset, 4);
+   * map.move(id, undefined); // memory decoding off
+   * equal(map.lookup("mmio", 0xfe00_0004, 4), undefined);
+   * equal(map.get(id).base, 0xfe00_0000); // kept for the next mapping
+   * ```
    */
   move(id: number, base: number | undefined): void {
     const region = this.get(id);
@@ -162,6 +224,17 @@ export class AddressMap {
    * Removes a region.
    *
    * @param id Region id.
+   *
+   * @example
+   * ```ts
+   * import { AddressMap } from "./address_map.ts";
+   * import { equal, throws } from "node:assert/strict";
+   * const map = new AddressMap();
+   * const id = map.add({ name: "bar0", space: "mmio", size: 0x1000, target: 1, targetRegion: 0 });
+   * map.remove(id);
+   * equal(map.regions.length, 0);
+   * throws(() => map.get(id), /Unknown region id/);
+   * ```
    */
   remove(id: number): void {
     if (this.#regions.delete(id)) this.#changed();
@@ -172,6 +245,18 @@ export class AddressMap {
    *
    * @param id Region id.
    * @returns The region.
+   *
+   * @example
+   * ```ts
+   * import { AddressMap } from "./address_map.ts";
+   * import { equal } from "node:assert/strict";
+   * const map = new AddressMap();
+   * const id = map.add({ name: "bar0", space: "mmio", size: 0x4000, target: 1, targetRegion: 0 });
+   * const region = map.get(id);
+   * equal(region.name, "bar0");
+   * equal(region.mapped, false); // added without a base
+   * equal(region.maxAccess, 4); // the default
+   * ```
    */
   get(id: number): IoRegion {
     const region = this.#regions.get(id);
@@ -186,6 +271,20 @@ export class AddressMap {
    * @param address Start address.
    * @param size Access size.
    * @returns The region and offset, or `undefined` when unassigned.
+   *
+   * @example
+   * ```ts
+   * import { AddressMap } from "./address_map.ts";
+   * import { equal } from "node:assert/strict";
+   * const map = new AddressMap();
+   * const region = { space: "mmio", target: 1, targetRegion: 0 } as const;
+   * map.add({ ...region, name: "bar0", size: 0x1000, base: 0xfe00_0000 });
+   * map.add({ ...region, name: "win", size: 0x100, base: 0xfe00_0800, priority: 1 });
+   * equal(map.lookup("mmio", 0xfe00_0810, 4)?.region.name, "win"); // higher priority wins
+   * equal(map.lookup("mmio", 0xfe00_0010, 4)?.offset, 0x10);
+   * equal(map.lookup("mmio", 0xfe00_0ffe, 4), undefined); // straddles the end
+   * equal(map.lookup("pio", 0xfe00_0010, 4), undefined); // another space
+   * ```
    */
   lookup(space: AddressSpaceKind, address: number, size: number): RegionHit | undefined {
     for (const region of this.#sorted) {

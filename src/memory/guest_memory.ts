@@ -153,12 +153,35 @@ export class GuestMemory {
    * What another agent needs to attach to this RAM.
    *
    * @returns The shared buffer and layout.
+   *
+   * @example
+   * ```ts
+   * import { GuestMemory } from "./guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * const attached = new GuestMemory(ram.descriptor()); // what a device worker does
+   * ram.write32(0x100, 0xcafe);
+   * equal(attached.read32(0x100), 0xcafe);
+   * equal(attached.lowSize, ram.lowSize);
+   * ```
    */
   descriptor(): GuestMemoryDescriptor {
     return { buffer: this.buffer, lowSize: this.lowSize };
   }
 
-  /** The first guest-physical address above all RAM. */
+  /**
+   * The first guest-physical address above all RAM.
+   *
+   * @example
+   * ```ts
+   * import { GuestMemory } from "./guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * equal(ram.top, 1 << 20);
+   * const split = new GuestMemory({ size: 2 << 20, lowLimit: 1 << 20 });
+   * equal(split.top, 2 ** 32 + (1 << 20)); // the second MiB sits above 4 GiB
+   * ```
+   */
   get top(): number {
     return this.highSize > 0 ? FOUR_GIB + this.highSize : this.lowSize;
   }
@@ -170,6 +193,16 @@ export class GuestMemory {
    * @param address Guest-physical address.
    * @param length Number of bytes (default 1).
    * @returns The offset into {@linkcode GuestMemory.buffer}, or -1.
+   *
+   * @example
+   * ```ts
+   * import { GuestMemory } from "./guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 2 << 20, lowLimit: 1 << 20 });
+   * equal(ram.offsetOf(0x1000), 0x1000);
+   * equal(ram.offsetOf(2 ** 32), 1 << 20); // high RAM follows low RAM in the buffer
+   * equal(ram.offsetOf((1 << 20) - 2, 4), -1); // runs past the end of low RAM
+   * ```
    */
   offsetOf(address: number, length = 1): number {
     if (address < this.lowSize) {
@@ -187,6 +220,16 @@ export class GuestMemory {
    * @param address Guest-physical address.
    * @param max Upper bound of the answer.
    * @returns The contiguous RAM length, 0 when `address` is not RAM.
+   *
+   * @example
+   * ```ts
+   * import { GuestMemory } from "./guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * equal(ram.ramRunLength(0x1000, 16), 16);
+   * equal(ram.ramRunLength(0xff000, 0x10000), 0x1000); // RAM ends 4 KiB later
+   * equal(ram.ramRunLength(0xfee0_0000, 16), 0);
+   * ```
    */
   ramRunLength(address: number, max: number): number {
     if (address >= 0 && address < this.lowSize) return Math.min(max, this.lowSize - address);
@@ -202,6 +245,16 @@ export class GuestMemory {
    * @param address Guest-physical address.
    * @param length Number of bytes.
    * @returns `true` when the whole range is RAM.
+   *
+   * @example
+   * ```ts
+   * import { GuestMemory } from "./guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * equal(ram.isRam(0xffffc, 4), true);
+   * equal(ram.isRam(0xffffc, 8), false); // the last 4 bytes are past the end
+   * equal(ram.isRam(0xfee0_0000), false);
+   * ```
    */
   isRam(address: number, length = 1): boolean {
     return this.offsetOf(address, length) >= 0;
@@ -221,35 +274,151 @@ export class GuestMemory {
     return offset;
   }
 
-  /** Reads a byte. @param address Guest-physical address. @returns The byte. */
+  /**
+   * Reads a byte.
+   *
+   * @param address Guest-physical address.
+   * @returns The byte.
+   *
+   * @example
+   * ```ts
+   * import { GuestMemory } from "./guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * ram.write32(0x10, 0x11223344);
+   * equal(ram.read8(0x10), 0x44);
+   * equal(ram.read8(0x13), 0x11);
+   * ```
+   */
   read8(address: number): number {
     return this.bytes[this.#offset(address, 1, "read")]!;
   }
-  /** Reads a little-endian 16-bit value. @param address Guest-physical address. @returns The value. */
+  /**
+   * Reads a little-endian 16-bit value.
+   *
+   * @param address Guest-physical address.
+   * @returns The value.
+   *
+   * @example
+   * ```ts
+   * import { GuestMemory } from "./guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * ram.write8(0x10, 0x34);
+   * ram.write8(0x11, 0x12);
+   * equal(ram.read16(0x10), 0x1234);
+   * ```
+   */
   read16(address: number): number {
     return this.#view.getUint16(this.#offset(address, 2, "read"), true);
   }
-  /** Reads a little-endian 32-bit value. @param address Guest-physical address. @returns The value. */
+  /**
+   * Reads a little-endian 32-bit value.
+   *
+   * @param address Guest-physical address.
+   * @returns The value.
+   *
+   * @example
+   * ```ts
+   * import { GuestMemory } from "./guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * ram.write(0x10, new Uint8Array([1, 2, 3, 4]));
+   * equal(ram.read32(0x10), 0x04030201);
+   * ```
+   */
   read32(address: number): number {
     return this.#view.getUint32(this.#offset(address, 4, "read"), true);
   }
-  /** Reads a little-endian 64-bit value. @param address Guest-physical address. @returns The value. */
+  /**
+   * Reads a little-endian 64-bit value.
+   *
+   * @param address Guest-physical address.
+   * @returns The value.
+   *
+   * @example
+   * ```ts
+   * import { GuestMemory } from "./guest_memory.ts";
+   * import { equal, throws } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * ram.write32(0x10, 0xdeadbeef);
+   * ram.write32(0x14, 1);
+   * equal(ram.read64(0x10), 0x1_dead_beefn);
+   * throws(() => ram.read64(0xffffc), /outside guest RAM/);
+   * ```
+   */
   read64(address: number): bigint {
     return this.#view.getBigUint64(this.#offset(address, 8, "read"), true);
   }
-  /** Writes a byte. @param address Guest-physical address. @param value The byte. */
+  /**
+   * Writes a byte.
+   *
+   * @param address Guest-physical address.
+   * @param value The byte.
+   *
+   * @example
+   * ```ts
+   * import { GuestMemory } from "./guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * ram.write8(0x10, 0xab);
+   * equal(ram.read16(0x10), 0x00ab);
+   * ```
+   */
   write8(address: number, value: number): void {
     this.bytes[this.#offset(address, 1, "write")] = value;
   }
-  /** Writes a little-endian 16-bit value. @param address Guest-physical address. @param value The value. */
+  /**
+   * Writes a little-endian 16-bit value.
+   *
+   * @param address Guest-physical address.
+   * @param value The value.
+   *
+   * @example
+   * ```ts
+   * import { GuestMemory } from "./guest_memory.ts";
+   * import { deepEqual } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * ram.write16(0x10, 0xbeef);
+   * deepEqual([...ram.view(0x10, 2)], [0xef, 0xbe]);
+   * ```
+   */
   write16(address: number, value: number): void {
     this.#view.setUint16(this.#offset(address, 2, "write"), value, true);
   }
-  /** Writes a little-endian 32-bit value. @param address Guest-physical address. @param value The value. */
+  /**
+   * Writes a little-endian 32-bit value.
+   *
+   * @param address Guest-physical address.
+   * @param value The value.
+   *
+   * @example
+   * ```ts
+   * import { GuestMemory } from "./guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * ram.write32(0x10, 0xdeadbeef);
+   * equal(ram.read16(0x12), 0xdead);
+   * ```
+   */
   write32(address: number, value: number): void {
     this.#view.setUint32(this.#offset(address, 4, "write"), value, true);
   }
-  /** Writes a little-endian 64-bit value. @param address Guest-physical address. @param value The value. */
+  /**
+   * Writes a little-endian 64-bit value.
+   *
+   * @param address Guest-physical address.
+   * @param value The value.
+   *
+   * @example
+   * ```ts
+   * import { GuestMemory } from "./guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * ram.write64(0x10, -1n); // stored as its 64-bit two's complement
+   * equal(ram.read64(0x10), 0xffff_ffff_ffff_ffffn);
+   * ```
+   */
   write64(address: number, value: bigint): void {
     this.#view.setBigUint64(this.#offset(address, 8, "write"), BigInt.asUintN(64, value), true);
   }
@@ -260,6 +429,16 @@ export class GuestMemory {
    *
    * @param address Guest-physical address, 8-byte aligned.
    * @returns The value.
+   *
+   * @example
+   * ```ts
+   * import { GuestMemory } from "./guest_memory.ts";
+   * import { equal, throws } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * ram.write64(0x40, 7n);
+   * equal(ram.atomicLoad64(0x40), 7n);
+   * throws(() => ram.atomicLoad64(0x44), /not 8-byte aligned/);
+   * ```
    */
   atomicLoad64(address: number): bigint {
     const offset = this.#offset(address, 8, "read");
@@ -275,6 +454,15 @@ export class GuestMemory {
    *
    * @param address Guest-physical address, 8-byte aligned.
    * @param value The value.
+   *
+   * @example
+   * ```ts
+   * import { GuestMemory } from "./guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * ram.atomicStore64(0x40, 0x1234n);
+   * equal(ram.read64(0x40), 0x1234n);
+   * ```
    */
   atomicStore64(address: number, value: bigint): void {
     const offset = this.#offset(address, 8, "write");
@@ -289,6 +477,18 @@ export class GuestMemory {
    * Wakes agents sleeping in {@linkcode GuestMemory.wait64} on `address`.
    *
    * @param address Guest-physical address, 8-byte aligned.
+   *
+   * @example
+   * ```ts
+   * import { GuestMemory } from "./guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * const words = new BigInt64Array(ram.buffer);
+   * const { value } = Atomics.waitAsync(words, 0x40 / 8, 0n); // a waiter on 0x40
+   * ram.atomicStore64(0x40, 1n);
+   * ram.notify64(0x40);
+   * equal(await value, "ok");
+   * ```
    */
   notify64(address: number): void {
     const offset = this.#offset(address, 8, "notify");
@@ -305,6 +505,16 @@ export class GuestMemory {
    * @param expected The value to wait away from.
    * @param timeoutMs Longest sleep.
    * @returns Why it returned.
+   *
+   * @example
+   * ```ts
+   * import { GuestMemory } from "./guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * ram.atomicStore64(0x40, 1n);
+   * equal(ram.wait64(0x40, 0n, 10), "not-equal"); // already changed: no sleep
+   * equal(ram.wait64(0x40, 1n, 1), "timed-out");
+   * ```
    */
   wait64(address: number, expected: bigint, timeoutMs: number): "ok" | "not-equal" | "timed-out" {
     const offset = this.#offset(address, 8, "wait on");
@@ -320,6 +530,17 @@ export class GuestMemory {
    *
    * @param address Guest-physical address.
    * @param dest Destination buffer; its whole length is read.
+   *
+   * @example
+   * ```ts
+   * import { GuestMemory } from "./guest_memory.ts";
+   * import { deepEqual } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * ram.write32(0x10, 0x04030201);
+   * const out = new Uint8Array(4);
+   * ram.read(0x10, out);
+   * deepEqual([...out], [1, 2, 3, 4]);
+   * ```
    */
   read(address: number, dest: Uint8Array): void {
     const offset = this.#offset(address, dest.length, "read");
@@ -331,6 +552,16 @@ export class GuestMemory {
    *
    * @param address Guest-physical address.
    * @param src Source bytes.
+   *
+   * @example
+   * ```ts
+   * import { GuestMemory } from "./guest_memory.ts";
+   * import { equal, throws } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * ram.write(0x10, new Uint8Array([0x78, 0x56, 0x34, 0x12]));
+   * equal(ram.read32(0x10), 0x12345678);
+   * throws(() => ram.write(0xffffe, new Uint8Array(4)), /outside guest RAM/);
+   * ```
    */
   write(address: number, src: Uint8Array): void {
     const offset = this.#offset(address, src.length, "write");
@@ -343,6 +574,16 @@ export class GuestMemory {
    * @param address Guest-physical address.
    * @param length Number of bytes.
    * @param value The byte value.
+   *
+   * @example
+   * ```ts
+   * import { GuestMemory } from "./guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * ram.fill(0x100, 16, 0xff);
+   * equal(ram.read64(0x108), 0xffff_ffff_ffff_ffffn);
+   * equal(ram.read8(0x110), 0); // just past the fill
+   * ```
    */
   fill(address: number, length: number, value: number): void {
     const offset = this.#offset(address, length, "fill");
@@ -355,6 +596,18 @@ export class GuestMemory {
    * @param address Guest-physical address.
    * @param length Number of bytes.
    * @returns A Uint8Array aliasing guest RAM.
+   *
+   * @example
+   * ```ts
+   * import { GuestMemory } from "./guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * const v = ram.view(0x100, 4);
+   * v[0] = 0x2a;
+   * equal(ram.read8(0x100), 0x2a);
+   * ram.write8(0x101, 1);
+   * equal(v[1], 1); // no copy: the view sees later writes
+   * ```
    */
   view(address: number, length: number): Uint8Array<SharedArrayBuffer> {
     const offset = this.#offset(address, length, "map");

@@ -244,12 +244,35 @@ export class FaultyDisk implements DiskBackend {
     this.#badWrite = new Set(this.#faults.badWriteSectors ?? []);
   }
 
-  /** Capacity of the wrapped disk. */
+  /**
+   * Capacity of the wrapped disk.
+   *
+   * @example
+   * ```ts
+   * import { FaultyDisk } from "./faulty_disk.ts";
+   * import { MemoryDisk } from "./memory_disk.ts";
+   * import { equal } from "node:assert/strict";
+   * equal(new FaultyDisk(new MemoryDisk(1000), {}).size, 1024);
+   * ```
+   */
   get size(): number {
     return this.#inner.size;
   }
 
-  /** Whether the wrapped disk is read-only. */
+  /**
+   * Whether the wrapped disk is read-only.
+   *
+   * @example
+   * ```ts
+   * import { FaultyDisk } from "./faulty_disk.ts";
+   * import { MemoryDisk } from "./memory_disk.ts";
+   * import { equal, rejects } from "node:assert/strict";
+   * const disk = new FaultyDisk(new MemoryDisk(4096, { readonly: true }), {});
+   * equal(disk.readonly, true);
+   * await rejects(disk.write(0, new Uint8Array(512)), Deno.errors.PermissionDenied);
+   * equal(disk.counters.failed, 0); // the wrapped disk refused, not a fault
+   * ```
+   */
   get readonly(): boolean {
     return this.#inner.readonly;
   }
@@ -275,6 +298,17 @@ export class FaultyDisk implements DiskBackend {
    * @param offset Byte offset.
    * @param dest Destination.
    * @returns Resolves when `dest` is filled.
+   *
+   * @example
+   * ```ts
+   * import { FaultyDisk } from "./faulty_disk.ts";
+   * import { MemoryDisk } from "./memory_disk.ts";
+   * import { deepEqual, rejects } from "node:assert/strict";
+   * const disk = new FaultyDisk(new MemoryDisk(4096), { badReadSectors: [2] });
+   * await disk.read(0, new Uint8Array(1024)); // sectors 0 and 1
+   * await rejects(disk.read(1000, new Uint8Array(100)), /Input\/output error .*bad sector 2/);
+   * deepEqual(disk.counters, { failed: 1, succeeded: 1 });
+   * ```
    */
   async read(offset: number, dest: Uint8Array): Promise<void> {
     await this.#wait();
@@ -293,6 +327,18 @@ export class FaultyDisk implements DiskBackend {
    * @param offset Byte offset.
    * @param src Source.
    * @returns Resolves when written.
+   *
+   * @example
+   * ```ts
+   * import { FaultyDisk } from "./faulty_disk.ts";
+   * import { MemoryDisk } from "./memory_disk.ts";
+   * import { rejects } from "node:assert/strict";
+   * const faults = { badWriteSectors: [3], dieAfterOperations: 1 };
+   * const disk = new FaultyDisk(new MemoryDisk(4096), faults);
+   * await rejects(disk.write(1024, new Uint8Array(1024)), /bad sector 3/); // sectors 2 and 3
+   * await disk.write(0, new Uint8Array(512));
+   * await rejects(disk.write(0, new Uint8Array(512)), /the disk died/);
+   * ```
    */
   async write(offset: number, src: Uint8Array): Promise<void> {
     await this.#wait();
@@ -326,6 +372,17 @@ export class FaultyDisk implements DiskBackend {
    * Flushes, unless flushes fail or the disk died.
    *
    * @returns Resolves when durable.
+   *
+   * @example
+   * ```ts
+   * import { FaultyDisk } from "./faulty_disk.ts";
+   * import { MemoryDisk } from "./memory_disk.ts";
+   * import { deepEqual, rejects } from "node:assert/strict";
+   * const disk = new FaultyDisk(new MemoryDisk(4096), { failFlush: true });
+   * await disk.write(0, new Uint8Array(512));
+   * await rejects(disk.flush(), /flush failed/);
+   * deepEqual(disk.counters, { failed: 1, succeeded: 1 });
+   * ```
    */
   async flush(): Promise<void> {
     await this.#wait();
@@ -339,6 +396,19 @@ export class FaultyDisk implements DiskBackend {
    * Closes the wrapped disk.
    *
    * @returns Resolves when closed.
+   *
+   * @example
+   * ```ts
+   * import { FaultyDisk } from "./faulty_disk.ts";
+   * import { MemoryDisk } from "./memory_disk.ts";
+   * import { equal } from "node:assert/strict";
+   * const inner = new MemoryDisk(4096);
+   * await inner.write(0, new Uint8Array([1]));
+   * await new FaultyDisk(inner, { dieAfterOperations: 0 }).close(); // even a dead disk closes
+   * const out = new Uint8Array(1);
+   * await inner.read(0, out);
+   * equal(out[0], 0); // the wrapped disk was closed: its contents are gone
+   * ```
    */
   close(): Promise<void> {
     return this.#inner.close();

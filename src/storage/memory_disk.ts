@@ -50,6 +50,17 @@ export class MemoryDisk implements DiskBackend {
    * @param offset Byte offset.
    * @param dest Destination.
    * @returns Resolves when done.
+   *
+   * @example
+   * ```ts
+   * import { MemoryDisk } from "./memory_disk.ts";
+   * import { deepEqual, rejects } from "node:assert/strict";
+   * const disk = new MemoryDisk(1000); // 1024 bytes: whole sectors
+   * const out = new Uint8Array(4).fill(9);
+   * await disk.read(1020, out); // never written: zeros
+   * deepEqual([...out], [0, 0, 0, 0]);
+   * await rejects(disk.read(1022, out), RangeError);
+   * ```
    */
   read(offset: number, dest: Uint8Array): Promise<void> {
     return this.#each(offset, dest.length, (block, within, done, n) => {
@@ -64,6 +75,19 @@ export class MemoryDisk implements DiskBackend {
    * @param offset Byte offset.
    * @param src Source.
    * @returns Resolves when done; rejects for a read-only disk.
+   *
+   * @example
+   * ```ts
+   * import { MemoryDisk } from "./memory_disk.ts";
+   * import { deepEqual, rejects } from "node:assert/strict";
+   * const disk = new MemoryDisk(1 << 20);
+   * await disk.write(65535, new Uint8Array([1, 2])); // across two 64 KiB blocks
+   * const out = new Uint8Array(2);
+   * await disk.read(65535, out);
+   * deepEqual([...out], [1, 2]);
+   * const cdrom = new MemoryDisk(4096, { readonly: true });
+   * await rejects(cdrom.write(0, out), Deno.errors.PermissionDenied);
+   * ```
    */
   write(offset: number, src: Uint8Array): Promise<void> {
     if (this.readonly) {
@@ -104,6 +128,18 @@ export class MemoryDisk implements DiskBackend {
    * Nothing to make durable.
    *
    * @returns A resolved promise.
+   *
+   * @example
+   * ```ts
+   * import { MemoryDisk } from "./memory_disk.ts";
+   * import { equal } from "node:assert/strict";
+   * const disk = new MemoryDisk(4096);
+   * await disk.write(0, new Uint8Array([1]));
+   * await disk.flush();
+   * const out = new Uint8Array(1);
+   * await disk.read(0, out);
+   * equal(out[0], 1);
+   * ```
    */
   flush(): Promise<void> {
     return Promise.resolve();
@@ -113,6 +149,18 @@ export class MemoryDisk implements DiskBackend {
    * Drops the contents.
    *
    * @returns A resolved promise.
+   *
+   * @example
+   * ```ts
+   * import { MemoryDisk } from "./memory_disk.ts";
+   * import { equal } from "node:assert/strict";
+   * const disk = new MemoryDisk(4096);
+   * await disk.write(0, new Uint8Array([1]));
+   * await disk.close();
+   * const out = new Uint8Array(1);
+   * await disk.read(0, out);
+   * equal(out[0], 0); // the contents are gone
+   * ```
    */
   close(): Promise<void> {
     this.#blocks.clear();

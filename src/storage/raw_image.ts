@@ -123,6 +123,19 @@ export class RawImage implements DiskBackend, AsyncDisposable {
    * @param options Read-only, locking.
    * @returns The image.
    * @throws {Error} When the file cannot be opened or locked, or is not a regular file.
+   *
+   * @example
+   * ```ts
+   * import { RawImage } from "./raw_image.ts";
+   * import { equal, rejects } from "node:assert/strict";
+   * const path = await Deno.makeTempFile();
+   * await Deno.writeFile(path, new Uint8Array(1000));
+   * const image = await RawImage.open(path, { readonly: true });
+   * equal(image.size, 1024); // rounded up to whole sectors
+   * await rejects(image.write(0, new Uint8Array(1)), Deno.errors.PermissionDenied);
+   * await image.close();
+   * await Deno.remove(path);
+   * ```
    */
   static open(path: string, options: RawImageOptions = {}): Promise<RawImage> {
     try {
@@ -146,6 +159,20 @@ export class RawImage implements DiskBackend, AsyncDisposable {
    * @param offset Byte offset.
    * @param dest Destination (a view of guest RAM is read into directly).
    * @returns Resolves when `dest` is filled.
+   *
+   * @example
+   * ```ts
+   * import { RawImage } from "./raw_image.ts";
+   * import { deepEqual } from "node:assert/strict";
+   * const path = await Deno.makeTempFile();
+   * await Deno.writeFile(path, new Uint8Array(1000).fill(1));
+   * const image = await RawImage.open(path);
+   * const out = new Uint8Array(24);
+   * await image.read(990, out);
+   * deepEqual([...out.subarray(8, 12)], [1, 1, 0, 0]); // past the file's end: zeros
+   * await image.close();
+   * await Deno.remove(path);
+   * ```
    */
   read(offset: number, dest: Uint8Array): Promise<void> {
     return this.#serial(async () => {
@@ -175,6 +202,20 @@ export class RawImage implements DiskBackend, AsyncDisposable {
    * @param offset Byte offset.
    * @param src Source (a view of guest RAM is written from directly).
    * @returns Resolves when the file has every byte; rejects for a read-only image.
+   *
+   * @example
+   * ```ts
+   * import { RawImage } from "./raw_image.ts";
+   * import { equal, rejects } from "node:assert/strict";
+   * const path = await Deno.makeTempFile();
+   * await Deno.writeFile(path, new Uint8Array(1000));
+   * const image = await RawImage.open(path);
+   * await image.write(1020, new Uint8Array([1, 2, 3, 4])); // the file grows to the last sector
+   * equal((await Deno.stat(path)).size, 1024);
+   * await rejects(image.write(1024, new Uint8Array(1)), RangeError); // past the capacity
+   * await image.close();
+   * await Deno.remove(path);
+   * ```
    */
   write(offset: number, src: Uint8Array): Promise<void> {
     return this.#serial(async () => {
@@ -195,6 +236,21 @@ export class RawImage implements DiskBackend, AsyncDisposable {
    * `fdatasync`s the file (nothing to do for a read-only image).
    *
    * @returns Resolves once the data is on stable storage.
+   *
+   * @example
+   * ```ts
+   * import { RawImage } from "./raw_image.ts";
+   * import { deepEqual, rejects } from "node:assert/strict";
+   * const path = await Deno.makeTempFile();
+   * await Deno.writeFile(path, new Uint8Array(512));
+   * const image = await RawImage.open(path);
+   * await image.write(0, new Uint8Array([7]));
+   * await image.flush();
+   * deepEqual((await Deno.readFile(path)).subarray(0, 2), new Uint8Array([7, 0]));
+   * await image.close();
+   * await rejects(image.flush(), /is closed/);
+   * await Deno.remove(path);
+   * ```
    */
   flush(): Promise<void> {
     return this.#serial(async () => {
@@ -206,6 +262,22 @@ export class RawImage implements DiskBackend, AsyncDisposable {
    * Waits for operations in flight, then closes the file (idempotent).
    *
    * @returns Resolves when closed.
+   *
+   * @example
+   * ```ts
+   * import { RawImage } from "./raw_image.ts";
+   * import { equal, rejects } from "node:assert/strict";
+   * const path = await Deno.makeTempFile();
+   * await Deno.writeFile(path, new Uint8Array(512));
+   * const image = await RawImage.open(path);
+   * const write = image.write(0, new Uint8Array([5]));
+   * await image.close(); // waits for the write
+   * await image.close();
+   * await write;
+   * equal((await Deno.readFile(path))[0], 5);
+   * await rejects(image.read(0, new Uint8Array(1)), /is closed/);
+   * await Deno.remove(path);
+   * ```
    */
   async close(): Promise<void> {
     if (this.#closed) return;

@@ -103,6 +103,20 @@ export class PageAllocator {
    *
    * @param pages How many (default 1).
    * @returns The physical address.
+   *
+   * @example
+   * ```ts
+   * import { PageAllocator } from "./amd_vi_driver.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { equal, throws } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * ram.write32(0x10000, 0xdead);
+   * const pages = new PageAllocator(ram, { base: 0x10000, size: 0x3000 });
+   * equal(pages.allocate(), 0x10000);
+   * equal(ram.read32(0x10000), 0); // zeroed
+   * equal(pages.allocate(2), 0x11000); // two contiguous pages
+   * throws(() => pages.allocate(), /Out of IOMMU table memory/);
+   * ```
    */
   allocate(pages = 1): number {
     let address: number | undefined;
@@ -120,6 +134,20 @@ export class PageAllocator {
    * Returns a page.
    *
    * @param address The page.
+   *
+   * @example
+   * ```ts
+   * import { PageAllocator } from "./amd_vi_driver.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { equal, throws } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * const pages = new PageAllocator(ram, { base: 0x10000, size: 0x2000 });
+   * const first = pages.allocate();
+   * equal(pages.allocate(), 0x11000);
+   * throws(() => pages.allocate(), /Out of IOMMU table memory/);
+   * pages.free(first);
+   * equal(pages.allocate(), first); // a freed page is handed out again
+   * ```
    */
   free(address: number): void {
     this.#free.push(address);
@@ -187,6 +215,17 @@ export class AmdViDriver {
    *
    * @param guest The CPU.
    * @returns The base, or `undefined` when there is no IOMMU.
+   *
+   * @example
+   * ```ts
+   * import type { Guest } from "./guest.ts";
+   * import { AmdViDriver } from "./amd_vi_driver.ts";
+   *
+   * function program(guest: Guest): string {
+   *   const base = AmdViDriver.findMmioBase(guest);
+   *   return base === undefined ? "no IOMMU" : `IOMMU registers at 0x${base.toString(16)}`;
+   * }
+   * ```
    */
   static findMmioBase(guest: Guest): number | undefined {
     for (let device = 0; device < 32; device++) {
@@ -206,12 +245,41 @@ export class AmdViDriver {
     return undefined;
   }
 
-  /** The MMIO base in use. */
+  /**
+   * The MMIO base in use.
+   *
+   * @example
+   * ```ts
+   * import type { Guest } from "./guest.ts";
+   * import { AmdViDriver } from "./amd_vi_driver.ts";
+   * import { equal } from "node:assert/strict";
+   *
+   * function program(guest: Guest): void {
+   *   const iommu = new AmdViDriver(guest, { region: { base: 0x100_0000, size: 0x10_0000 } });
+   *   equal(iommu.mmioBase, AmdViDriver.findMmioBase(guest) ?? 0xfed8_0000);
+   * }
+   * ```
+   */
   get mmioBase(): number {
     return this.#mmio;
   }
 
-  /** The page allocator (also for data pages in tests). */
+  /**
+   * The page allocator (also for data pages in tests).
+   *
+   * @example
+   * ```ts
+   * import type { Guest } from "./guest.ts";
+   * import type { AmdViDriver } from "./amd_vi_driver.ts";
+   * import { equal } from "node:assert/strict";
+   *
+   * function program(guest: Guest, iommu: AmdViDriver): void {
+   *   const data = iommu.pages.allocate(); // a zeroed page from the driver's region
+   *   equal(guest.read32(data), 0);
+   *   iommu.map(iommu.createDomain(), { iova: 0x1000_0000, phys: data, size: 4096 });
+   * }
+   * ```
+   */
   get pages(): PageAllocator {
     return this.#pages;
   }
@@ -234,6 +302,20 @@ export class AmdViDriver {
    * (every entry blocks DMA: V = 1, TV = 0), command buffer (512 entries),
    * event log (512 entries), enable, then INVALIDATE_IOMMU_ALL and
    * COMPLETION_WAIT.
+   *
+   * @example
+   * ```ts
+   * import type { Guest } from "./guest.ts";
+   * import { AmdViDriver } from "./amd_vi_driver.ts";
+   * import { AmdViStatus } from "../iommu/amd_vi_registers.ts";
+   * import { equal } from "node:assert/strict";
+   *
+   * function program(guest: Guest): void {
+   *   const iommu = new AmdViDriver(guest, { region: { base: 0x100_0000, size: 0x10_0000 } });
+   *   iommu.init(); // from here every device's DMA is blocked until attach() or passThrough()
+   *   equal(BigInt(iommu.status()) & AmdViStatus.CMD_BUF_RUN, AmdViStatus.CMD_BUF_RUN);
+   * }
+   * ```
    */
   init(): void {
     const c = AmdViControl;
@@ -278,6 +360,20 @@ export class AmdViDriver {
    * Queues commands (waiting for ring space as Linux does) and moves the tail.
    *
    * @param list Commands as word pairs.
+   *
+   * @example
+   * ```ts
+   * import type { AmdViDriver } from "./amd_vi_driver.ts";
+   * import { commands } from "../iommu/commands.ts";
+   *
+   * function program(iommu: AmdViDriver): void {
+   *   iommu.submit([
+   *     commands.invalidateDevtabEntry(0x20),
+   *     commands.invalidatePages({ domainId: 1 }),
+   *   ]);
+   *   iommu.completionWait(); // both commands have run when this returns
+   * }
+   * ```
    */
   submit(list: ReadonlyArray<[bigint, bigint]>): void {
     const m = this.#guest.memory;
@@ -305,6 +401,17 @@ export class AmdViDriver {
    *
    * @param options `interrupt: true` also sets ComWaitInt.
    * @returns The sequence number stored.
+   *
+   * @example
+   * ```ts
+   * import type { AmdViDriver } from "./amd_vi_driver.ts";
+   * import { equal } from "node:assert/strict";
+   *
+   * function program(iommu: AmdViDriver): void {
+   *   const first = iommu.completionWait();
+   *   equal(iommu.completionWait({ interrupt: true }), first + 1n);
+   * }
+   * ```
    */
   completionWait(options: { interrupt?: boolean } = {}): bigint {
     const seq = ++this.#seq;
@@ -327,7 +434,20 @@ export class AmdViDriver {
     return seq;
   }
 
-  /** The Status register. */
+  /**
+   * The Status register.
+   *
+   * @example
+   * ```ts
+   * import type { AmdViDriver } from "./amd_vi_driver.ts";
+   * import { AmdViStatus } from "../iommu/amd_vi_registers.ts";
+   *
+   * function program(iommu: AmdViDriver): boolean {
+   *   const status = BigInt(iommu.status());
+   *   return (status & AmdViStatus.EVENT_LOG_RUN) !== 0n; // false after an event-log overflow
+   * }
+   * ```
+   */
   status(): number {
     return Number(this.#reg(AmdViReg.STATUS) & 0xffff_ffffn);
   }
@@ -337,6 +457,20 @@ export class AmdViDriver {
    *
    * @param options Paging levels (default 4, a 48-bit IOVA space).
    * @returns The domain.
+   *
+   * @example
+   * ```ts
+   * import type { AmdViDriver } from "./amd_vi_driver.ts";
+   * import { equal, notEqual, throws } from "node:assert/strict";
+   *
+   * function program(iommu: AmdViDriver): void {
+   *   const a = iommu.createDomain();
+   *   const b = iommu.createDomain({ levels: 3 }); // a 39-bit IOVA space
+   *   notEqual(a.id, b.id);
+   *   equal(a.levels, 4);
+   *   throws(() => iommu.createDomain({ levels: 7 }), /Invalid paging levels 7/);
+   * }
+   * ```
    */
   createDomain(options: { levels?: number } = {}): IommuDomain {
     const levels = options.levels ?? 4;
@@ -362,6 +496,18 @@ export class AmdViDriver {
    * @param rid Requester id.
    * @param domain The domain.
    * @param options DTE permissions and fault-suppression bits.
+   *
+   * @example
+   * ```ts
+   * import type { AmdViDriver } from "./amd_vi_driver.ts";
+   *
+   * function program(iommu: AmdViDriver): void {
+   *   const domain = iommu.createDomain();
+   *   iommu.attach((4 << 3) | 0, domain); // 00:04.0 translates through the domain
+   *   iommu.attach((5 << 3) | 0, domain, { writable: false }); // 00:05.0 too, but may only read
+   *   iommu.map(domain, { iova: 0x1000_0000, phys: 0x20_0000, size: 0x1000 });
+   * }
+   * ```
    */
   attach(
     rid: number,
@@ -392,6 +538,17 @@ export class AmdViDriver {
    * Lets a device DMA untranslated (identity domain: Mode 0, IR = IW = 1).
    *
    * @param rid Requester id.
+   *
+   * @example
+   * ```ts
+   * import type { AmdViDriver } from "./amd_vi_driver.ts";
+   *
+   * function program(iommu: AmdViDriver): void {
+   *   iommu.passThrough((4 << 3) | 0); // 00:04.0 DMAs to physical addresses, as without an IOMMU
+   *   // … later, take it back:
+   *   iommu.detach((4 << 3) | 0);
+   * }
+   * ```
    */
   passThrough(rid: number): void {
     const [q0, q1] = encodeDte({
@@ -407,6 +564,18 @@ export class AmdViDriver {
    * Blocks a device's DMA (V = 1, TV = 0, as current Linux).
    *
    * @param rid Requester id.
+   *
+   * @example
+   * ```ts
+   * import type { AmdViDriver } from "./amd_vi_driver.ts";
+   *
+   * function program(iommu: AmdViDriver): void {
+   *   const domain = iommu.createDomain();
+   *   iommu.attach(0x20, domain);
+   *   // … DMA by 00:04.0 …
+   *   iommu.detach(0x20); // its DMA is blocked from here on, whatever the domain maps
+   * }
+   * ```
    */
   detach(rid: number): void {
     const [q0, q1] = encodeDte({ valid: true });
@@ -419,6 +588,20 @@ export class AmdViDriver {
    *
    * @param domain The domain.
    * @param options Addresses, size, permissions, page size.
+   *
+   * @example
+   * ```ts
+   * import type { AmdViDriver } from "./amd_vi_driver.ts";
+   * import { throws } from "node:assert/strict";
+   *
+   * function program(iommu: AmdViDriver): void {
+   *   const domain = iommu.createDomain();
+   *   iommu.map(domain, { iova: 0x1000_0000, phys: 0x20_0000, size: 0x4000, perms: "r" });
+   *   const huge = 0x20_0000; // one 2 MiB page
+   *   iommu.map(domain, { iova: 0x4000_0000, phys: 0x40_0000, size: huge, pageSize: huge });
+   *   throws(() => iommu.map(domain, { iova: 0x800, phys: 0, size: 0x1000 }), /not aligned/);
+   * }
+   * ```
    */
   map(domain: IommuDomain, options: MapOptions): void {
     const pageSize = options.pageSize ?? PAGE;
@@ -468,6 +651,19 @@ export class AmdViDriver {
    * @param domain The domain.
    * @param options IOVA, the new physical page and permissions.
    * @returns The physical page it mapped before.
+   *
+   * @example
+   * ```ts
+   * import type { AmdViDriver } from "./amd_vi_driver.ts";
+   * import { equal } from "node:assert/strict";
+   *
+   * function program(iommu: AmdViDriver): void {
+   *   const domain = iommu.createDomain();
+   *   iommu.map(domain, { iova: 0x1000_0000, phys: 0x20_0000, size: 0x1000 });
+   *   equal(iommu.remap(domain, { iova: 0x1000_0000, phys: 0x30_0000 }), 0x20_0000);
+   *   iommu.flushPages(domain, { iova: 0x1000_0000, size: 0x1000 }); // now devices see it
+   * }
+   * ```
    */
   remap(
     domain: IommuDomain,
@@ -490,6 +686,18 @@ export class AmdViDriver {
    *
    * @param domain The domain.
    * @param options IOVA, size and the page size used to map it.
+   *
+   * @example
+   * ```ts
+   * import type { AmdViDriver } from "./amd_vi_driver.ts";
+   *
+   * function program(iommu: AmdViDriver): void {
+   *   const domain = iommu.createDomain();
+   *   iommu.map(domain, { iova: 0x1000_0000, phys: 0x20_0000, size: 0x8000 });
+   *   iommu.unmap(domain, { iova: 0x1000_0000, size: 0x8000 }); // invalidates 32 KiB and waits
+   *   // a DMA to 0x1000_0000 now faults: the old pages can be reused
+   * }
+   * ```
    */
   unmap(domain: IommuDomain, options: { iova: number; size: number; pageSize?: number }): void {
     const pageSize = options.pageSize ?? PAGE;
@@ -507,6 +715,18 @@ export class AmdViDriver {
    *
    * @param domain The domain.
    * @param range IOVA and size.
+   *
+   * @example
+   * ```ts
+   * import type { AmdViDriver, IommuDomain } from "./amd_vi_driver.ts";
+   *
+   * function program(iommu: AmdViDriver, domain: IommuDomain): void {
+   *   for (let i = 0; i < 4; i++) {
+   *     iommu.remap(domain, { iova: 0x1000_0000 + i * 0x1000, phys: 0x30_0000 + i * 0x1000 });
+   *   }
+   *   iommu.flushPages(domain, { iova: 0x1000_0000, size: 0x4000 }); // one aligned 16 KiB range
+   * }
+   * ```
    */
   flushPages(domain: IommuDomain, range: { iova: number; size: number }): void {
     const list: Array<[bigint, bigint]> = [];
@@ -526,13 +746,37 @@ export class AmdViDriver {
    * Flushes a whole domain.
    *
    * @param domain The domain.
+   *
+   * @example
+   * ```ts
+   * import type { AmdViDriver, IommuDomain } from "./amd_vi_driver.ts";
+   *
+   * function program(iommu: AmdViDriver, domain: IommuDomain): void {
+   *   iommu.remap(domain, { iova: 0x1000_0000, phys: 0x30_0000 });
+   *   iommu.remap(domain, { iova: 0x7000_0000, phys: 0x31_0000 });
+   *   iommu.flushDomain(domain); // one command for both pages (and the rest of the domain)
+   * }
+   * ```
    */
   flushDomain(domain: IommuDomain): void {
     this.submit([commands.invalidatePages({ domainId: domain.id })]);
     this.completionWait();
   }
 
-  /** INVALIDATE_IOMMU_ALL and COMPLETION_WAIT. */
+  /**
+   * INVALIDATE_IOMMU_ALL and COMPLETION_WAIT.
+   *
+   * @example
+   * ```ts
+   * import type { Guest } from "./guest.ts";
+   * import type { AmdViDriver, IommuDomain } from "./amd_vi_driver.ts";
+   *
+   * function program(guest: Guest, iommu: AmdViDriver, domain: IommuDomain): void {
+   *   guest.memory.atomicStore64(domain.root, 0n); // drop the first top-level entry by hand
+   *   iommu.flushAll(); // no cached translation or device-table entry survives
+   * }
+   * ```
+   */
   flushAll(): void {
     this.submit([commands.invalidateAll()]);
     this.completionWait();
@@ -542,6 +786,18 @@ export class AmdViDriver {
    * Reads and consumes every new event-log entry.
    *
    * @returns The decoded events, oldest first.
+   *
+   * @example
+   * ```ts
+   * import type { AmdViDriver } from "./amd_vi_driver.ts";
+   *
+   * function program(iommu: AmdViDriver): string[] {
+   *   // Each event is returned once: a second call returns only newer ones.
+   *   return iommu.readEvents()
+   *     .filter((e) => e.name === "IO_PAGE_FAULT")
+   *     .map((e) => `device 0x${e.deviceId.toString(16)} at 0x${e.address.toString(16)}`);
+   * }
+   * ```
    */
   readEvents(): IommuEvent[] {
     const m = this.#guest.memory;
@@ -563,6 +819,19 @@ export class AmdViDriver {
 
   /**
    * Restarts the event log after an overflow (Linux's order).
+   *
+   * @example
+   * ```ts
+   * import type { AmdViDriver } from "./amd_vi_driver.ts";
+   * import { AmdViStatus } from "../iommu/amd_vi_registers.ts";
+   *
+   * function program(iommu: AmdViDriver): number {
+   *   const events = iommu.readEvents();
+   *   const lost = (BigInt(iommu.status()) & AmdViStatus.EVENT_OVERFLOW) !== 0n;
+   *   if (lost) iommu.restartEventLog(); // the IOMMU stopped logging when the ring filled
+   *   return events.length;
+   * }
+   * ```
    */
   restartEventLog(): void {
     const c = AmdViControl;

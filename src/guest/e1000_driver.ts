@@ -191,7 +191,21 @@ export class E1000Driver {
     }
   }
 
-  /** The MAC address read from the EEPROM by {@linkcode E1000Driver.init}. */
+  /**
+   * The MAC address read from the EEPROM by {@linkcode E1000Driver.init}.
+   *
+   * @example
+   * ```ts
+   * import type { E1000Driver } from "./e1000_driver.ts";
+   * import { deepEqual } from "node:assert/strict";
+   *
+   * function program(nic: E1000Driver): string {
+   *   const mac = nic.init();
+   *   deepEqual(nic.macAddress, mac); // a copy each time: changing it changes nothing
+   *   return [...mac].map((b) => b.toString(16).padStart(2, "0")).join(":");
+   * }
+   * ```
+   */
   get macAddress(): Uint8Array {
     return this.#mac.slice();
   }
@@ -201,6 +215,16 @@ export class E1000Driver {
    *
    * @param offset Register offset in BAR0.
    * @returns Its value.
+   *
+   * @example
+   * ```ts
+   * import type { E1000Driver } from "./e1000_driver.ts";
+   * import { E1000Reg } from "../devices/e1000_regs.ts";
+   *
+   * function program(nic: E1000Driver): boolean {
+   *   return (nic.register(E1000Reg.STATUS) & 0x2) !== 0; // STATUS.LU: link up
+   * }
+   * ```
    */
   register(offset: number): number {
     return this.#guest.read32(this.#mmio + offset) >>> 0;
@@ -211,12 +235,39 @@ export class E1000Driver {
    *
    * @param offset Register offset in BAR0.
    * @param value The value.
+   *
+   * @example
+   * ```ts
+   * import type { E1000Driver } from "./e1000_driver.ts";
+   * import { E1000Reg } from "../devices/e1000_regs.ts";
+   * import { equal } from "node:assert/strict";
+   *
+   * function program(nic: E1000Driver): void {
+   *   nic.setRegister(E1000Reg.ITR, 1000); // at most one interrupt per 256 µs
+   *   equal(nic.register(E1000Reg.ITR), 1000);
+   * }
+   * ```
    */
   setRegister(offset: number, value: number): void {
     this.#guest.write32(this.#mmio + offset, value >>> 0);
   }
 
-  /** Resets the device (CTRL.RST), masks every interrupt and clears pending causes. */
+  /**
+   * Resets the device (CTRL.RST), masks every interrupt and clears pending causes.
+   *
+   * @example
+   * ```ts
+   * import type { E1000Driver } from "./e1000_driver.ts";
+   * import { E1000Reg } from "../devices/e1000_regs.ts";
+   * import { equal } from "node:assert/strict";
+   *
+   * function program(nic: E1000Driver): void {
+   *   nic.reset();
+   *   equal(nic.register(E1000Reg.RCTL) & 0x2, 0); // the receiver is off until init()
+   *   nic.init();
+   * }
+   * ```
+   */
   reset(): void {
     this.setRegister(R.CTRL, this.register(R.CTRL) | 0x0400_0000);
     const deadline = performance.now() + 1000;
@@ -232,6 +283,17 @@ export class E1000Driver {
    *
    * @param word Word address (0–63).
    * @returns The word.
+   *
+   * @example
+   * ```ts
+   * import type { E1000Driver } from "./e1000_driver.ts";
+   * import { equal } from "node:assert/strict";
+   *
+   * function program(nic: E1000Driver): void {
+   *   const mac = nic.init();
+   *   equal(nic.readEeprom(0), mac[0]! | (mac[1]! << 8)); // words 0–2: the MAC, low byte first
+   * }
+   * ```
    */
   readEeprom(word: number): number {
     this.setRegister(R.EERD, (word << 8) | 1);
@@ -247,6 +309,16 @@ export class E1000Driver {
    * Checks the EEPROM checksum: the 64 words sum to 0xBABA.
    *
    * @returns Whether the image is valid.
+   *
+   * @example
+   * ```ts
+   * import type { E1000Driver } from "./e1000_driver.ts";
+   * import { ok } from "node:assert/strict";
+   *
+   * function program(nic: E1000Driver): void {
+   *   ok(nic.eepromValid(), "the EEPROM's 64 words do not sum to 0xBABA");
+   * }
+   * ```
    */
   eepromValid(): boolean {
     let sum = 0;
@@ -261,6 +333,18 @@ export class E1000Driver {
    *
    * @param options Receive filter, frame sizes and interrupts.
    * @returns The MAC address.
+   *
+   * @example
+   * ```ts
+   * import { E1000Driver } from "./e1000_driver.ts";
+   * import { equal } from "node:assert/strict";
+   *
+   * function program(nic: E1000Driver): void {
+   *   const mac = nic.init({ promiscuous: true, interrupts: E1000Driver.INTERRUPTS });
+   *   equal(mac.length, 6);
+   *   equal(nic.txFree, 63); // all but one of the 64 transmit descriptors
+   * }
+   * ```
    */
   init(options: E1000InitOptions = {}): Uint8Array {
     this.reset();
@@ -328,7 +412,23 @@ export class E1000Driver {
     this.setRegister(lowReg, address % 2 ** 32);
   }
 
-  /** Transmit descriptors free for new frames. */
+  /**
+   * Transmit descriptors free for new frames.
+   *
+   * @example
+   * ```ts
+   * import type { E1000Driver } from "./e1000_driver.ts";
+   * import { equal } from "node:assert/strict";
+   *
+   * function program(nic: E1000Driver): void {
+   *   nic.init();
+   *   const free = nic.txFree;
+   *   nic.queue(new Uint8Array(4000)); // two 2 KiB transmit buffers
+   *   equal(nic.txFree, free - 2);
+   *   nic.flush();
+   * }
+   * ```
+   */
   get txFree(): number {
     return (this.#txClean - this.#txTail - 1 + this.#txCount) % this.#txCount;
   }
@@ -337,6 +437,19 @@ export class E1000Driver {
    * Frees transmit descriptors the device has completed (DD).
    *
    * @returns How many were freed.
+   *
+   * @example
+   * ```ts
+   * import type { E1000Driver } from "./e1000_driver.ts";
+   *
+   * function program(nic: E1000Driver): number {
+   *   nic.init();
+   *   nic.send(new Uint8Array(60));
+   *   let freed = 0;
+   *   while (freed === 0) freed = nic.reclaim(); // until the device writes the descriptor back
+   *   return freed; // 1
+   * }
+   * ```
    */
   reclaim(): number {
     const mem = this.#guest.memory;
@@ -373,6 +486,18 @@ export class E1000Driver {
    *
    * @param frame The frame (no FCS; up to 16 KiB).
    * @returns Whether it was queued (false: the ring is full).
+   *
+   * @example
+   * ```ts
+   * import type { E1000Driver } from "./e1000_driver.ts";
+   *
+   * function program(nic: E1000Driver, frames: Uint8Array[]): number {
+   *   let queued = 0;
+   *   while (queued < frames.length && nic.queue(frames[queued]!)) queued++;
+   *   nic.flush(); // one TDT write for the whole batch
+   *   return queued; // fewer than frames.length when the ring filled up
+   * }
+   * ```
    */
   queue(frame: Uint8Array): boolean {
     const pieces = Math.max(1, Math.ceil(frame.length / this.#txBufSize));
@@ -393,7 +518,21 @@ export class E1000Driver {
     return true;
   }
 
-  /** Hands queued frames to the device (writes TDT). */
+  /**
+   * Hands queued frames to the device (writes TDT).
+   *
+   * @example
+   * ```ts
+   * import type { E1000Driver } from "./e1000_driver.ts";
+   * import { equal } from "node:assert/strict";
+   *
+   * function program(nic: E1000Driver, a: Uint8Array, b: Uint8Array): void {
+   *   equal(nic.queue(a) && nic.queue(b), true);
+   *   nic.flush(); // the device sees both frames from here
+   *   nic.waitTransmitted();
+   * }
+   * ```
+   */
   flush(): void {
     this.setRegister(R.TDT, this.#txTail);
   }
@@ -404,6 +543,18 @@ export class E1000Driver {
    * @param frame The frame (no FCS; up to 16 KiB).
    * @param options `wait`: poll until the device has fetched it (default false).
    * @returns Whether it was queued.
+   *
+   * @example
+   * ```ts
+   * import type { E1000Driver } from "./e1000_driver.ts";
+   * import { equal } from "node:assert/strict";
+   *
+   * function program(nic: E1000Driver): void {
+   *   const frame = new Uint8Array(60).fill(0xff, 0, 6); // to everyone
+   *   frame.set(nic.init(), 6);
+   *   equal(nic.send(frame, { wait: true, timeoutMs: 1000 }), true);
+   * }
+   * ```
    */
   send(frame: Uint8Array, options: { wait?: boolean; timeoutMs?: number } = {}): boolean {
     if (!this.queue(frame)) return false;
@@ -416,6 +567,20 @@ export class E1000Driver {
    * Waits until the device has completed every queued frame.
    *
    * @param timeoutMs Give up after this long (default 5000).
+   *
+   * @example
+   * ```ts
+   * import type { E1000Driver } from "./e1000_driver.ts";
+   * import { equal } from "node:assert/strict";
+   *
+   * function program(nic: E1000Driver, frame: Uint8Array): void {
+   *   nic.init();
+   *   for (let i = 0; i < 10; i++) nic.queue(frame);
+   *   nic.flush();
+   *   nic.waitTransmitted(1000); // throws after a second
+   *   equal(nic.txFree, 63); // every descriptor is free again
+   * }
+   * ```
    */
   waitTransmitted(timeoutMs = 5000): void {
     const deadline = performance.now() + timeoutMs;
@@ -431,6 +596,19 @@ export class E1000Driver {
    * Takes the next received frame if one is complete (polling).
    *
    * @returns The frame, or `undefined`.
+   *
+   * @example
+   * ```ts
+   * import type { E1000Driver } from "./e1000_driver.ts";
+   *
+   * function program(nic: E1000Driver): number {
+   *   let bytes = 0;
+   *   for (let frame = nic.poll(); frame; frame = nic.poll()) {
+   *     if (frame.errors === 0) bytes += frame.data.length;
+   *   }
+   *   return bytes; // of the frames received so far
+   * }
+   * ```
    */
   poll(): E1000RxFrame | undefined {
     const mem = this.#guest.memory;
@@ -480,6 +658,18 @@ export class E1000Driver {
    *
    * @param max The most frames to take (default: all that are complete).
    * @returns Frames (EOP descriptors) and bytes consumed.
+   *
+   * @example
+   * ```ts
+   * import type { Guest } from "./guest.ts";
+   * import type { E1000Driver } from "./e1000_driver.ts";
+   *
+   * function program(guest: Guest, nic: E1000Driver): number {
+   *   guest.sleep(100);
+   *   const { frames, bytes } = nic.drain(); // hands the descriptors back with one RDT write
+   *   return frames ? bytes / frames : 0; // mean frame size
+   * }
+   * ```
    */
   drain(max = Infinity): { frames: number; bytes: number } {
     const mem = this.#guest.memory;
@@ -506,6 +696,17 @@ export class E1000Driver {
    *
    * @param options Timeout (default 5000 ms) and the wait style.
    * @returns The frame, or `undefined` on timeout.
+   *
+   * @example
+   * ```ts
+   * import { E1000Driver } from "./e1000_driver.ts";
+   *
+   * function program(nic: E1000Driver): Uint8Array | undefined {
+   *   nic.init({ interrupts: E1000Driver.INTERRUPTS });
+   *   const frame = nic.receive({ timeoutMs: 1000, interrupt: true }); // sleeps between checks
+   *   return frame?.errors === 0 ? frame.data : undefined;
+   * }
+   * ```
    */
   receive(options: { timeoutMs?: number; interrupt?: boolean } = {}): E1000RxFrame | undefined {
     const deadline = performance.now() + (options.timeoutMs ?? 5000);
@@ -526,6 +727,19 @@ export class E1000Driver {
    *
    * @param timeoutMs Give up after this long (default 5000).
    * @returns The causes, or 0 on timeout.
+   *
+   * @example
+   * ```ts
+   * import type { E1000Driver } from "./e1000_driver.ts";
+   * import { E1000Icr } from "../devices/e1000_regs.ts";
+   * import { equal } from "node:assert/strict";
+   *
+   * function program(nic: E1000Driver): void {
+   *   nic.init({ interrupts: E1000Icr.TXDW });
+   *   nic.send(new Uint8Array(60));
+   *   equal(nic.waitInterrupt(1000) & E1000Icr.TXDW, E1000Icr.TXDW); // 0 on timeout
+   * }
+   * ```
    */
   waitInterrupt(timeoutMs = 5000): number {
     if (this.#irqLine === undefined) throw new Error("No interrupt line given to the e1000 driver");
@@ -537,6 +751,19 @@ export class E1000Driver {
    * Reads (and so clears) the main statistics counters.
    *
    * @returns The counts since the last call.
+   *
+   * @example
+   * ```ts
+   * import type { E1000Driver } from "./e1000_driver.ts";
+   * import { equal } from "node:assert/strict";
+   *
+   * function program(nic: E1000Driver): void {
+   *   nic.init();
+   *   nic.stats(); // read to clear
+   *   nic.send(new Uint8Array(60), { wait: true });
+   *   equal(nic.stats().transmitted, 1);
+   * }
+   * ```
    */
   stats(): E1000Stats {
     return {

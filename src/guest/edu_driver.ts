@@ -56,7 +56,19 @@ export class EduDriver {
     this.#irqLine = location.irqLine;
   }
 
-  /** The identification register (0x010000ed). */
+  /**
+   * The identification register (0x010000ed).
+   *
+   * @example
+   * ```ts
+   * import type { EduDriver } from "./edu_driver.ts";
+   * import { equal } from "node:assert/strict";
+   *
+   * function program(edu: EduDriver): void {
+   *   equal(edu.identify(), 0x010000ed); // version 1.0, "ed"
+   * }
+   * ```
+   */
   identify(): number {
     return this.#guest.read32(this.#base);
   }
@@ -66,6 +78,16 @@ export class EduDriver {
    *
    * @param value Any 32-bit value.
    * @returns What the device returns (the inverse).
+   *
+   * @example
+   * ```ts
+   * import type { EduDriver } from "./edu_driver.ts";
+   * import { equal } from "node:assert/strict";
+   *
+   * function program(edu: EduDriver): void {
+   *   equal(edu.liveness(0x1234_5678), 0xedcb_a987); // the bitwise inverse
+   * }
+   * ```
    */
   liveness(value: number): number {
     this.#guest.write32(this.#base + 0x04, value);
@@ -78,6 +100,17 @@ export class EduDriver {
    * @param n The argument.
    * @param options `interrupt: true` waits for interrupt 0x1 instead of polling.
    * @returns n! modulo 2^32.
+   *
+   * @example
+   * ```ts
+   * import type { EduDriver } from "./edu_driver.ts";
+   * import { equal } from "node:assert/strict";
+   *
+   * function program(edu: EduDriver): void {
+   *   equal(edu.factorial(5), 120);
+   *   equal(edu.factorial(10, { interrupt: true, timeoutMs: 1000 }), 3_628_800);
+   * }
+   * ```
    */
   factorial(n: number, options: { interrupt?: boolean; timeoutMs?: number } = {}): number {
     const g = this.#guest;
@@ -103,6 +136,20 @@ export class EduDriver {
    * Raises interrupt bits through the raise register.
    *
    * @param bits Bits to OR into the interrupt status.
+   *
+   * @example
+   * ```ts
+   * import type { Guest } from "./guest.ts";
+   * import { EduDriver } from "./edu_driver.ts";
+   * import { equal } from "node:assert/strict";
+   *
+   * function program(guest: Guest): void {
+   *   const edu = new EduDriver(guest, { base: 0xfe00_0000, irqLine: 20 });
+   *   edu.raise(0x8);
+   *   equal(guest.waitIrq(20, { timeoutMs: 1000 }), true); // the line stays up until acknowledged
+   *   edu.acknowledge(0x8);
+   * }
+   * ```
    */
   raise(bits: number): void {
     this.#guest.write32(this.#base + 0x60, bits);
@@ -112,12 +159,41 @@ export class EduDriver {
    * Acknowledges interrupt bits.
    *
    * @param bits Bits to clear.
+   *
+   * @example
+   * ```ts
+   * import type { EduDriver } from "./edu_driver.ts";
+   * import { equal } from "node:assert/strict";
+   *
+   * function program(edu: EduDriver): void {
+   *   edu.raise(0x3);
+   *   edu.acknowledge(0x1);
+   *   equal(edu.interruptStatus(), 0x2); // only the bits given are cleared
+   *   edu.acknowledge(0x2);
+   * }
+   * ```
    */
   acknowledge(bits: number): void {
     this.#guest.write32(this.#base + 0x64, bits);
   }
 
-  /** The interrupt status register. */
+  /**
+   * The interrupt status register.
+   *
+   * @example
+   * ```ts
+   * import type { Guest } from "./guest.ts";
+   * import { EduDriver } from "./edu_driver.ts";
+   *
+   * function program(guest: Guest): number {
+   *   const edu = new EduDriver(guest, { base: 0xfe00_0000, irqLine: 20 });
+   *   if (!guest.waitIrq(20, { timeoutMs: 1000 })) return 0;
+   *   const status = edu.interruptStatus(); // 0x1: factorial done, 0x100: DMA done
+   *   edu.acknowledge(status);
+   *   return status;
+   * }
+   * ```
+   */
   interruptStatus(): number {
     return this.#guest.read32(this.#base + 0x24);
   }
@@ -128,6 +204,19 @@ export class EduDriver {
    * and again; otherwise the given direction repeats.
    *
    * @param transfer Addresses, length, copy or direction.
+   *
+   * @example
+   * ```ts
+   * import type { EduDriver } from "./edu_driver.ts";
+   * import { equal } from "node:assert/strict";
+   *
+   * function program(edu: EduDriver): void {
+   *   edu.startRepeat({ src: 0x40_0000, dst: 0x40_1000, length: 4096, copy: true });
+   *   // … change the IOMMU mappings under the running copies …
+   *   const { ok, faultCode } = edu.stopRepeat();
+   *   equal(ok, true, `fault code ${faultCode}`);
+   * }
+   * ```
    */
   startRepeat(
     transfer: { src: number; dst: number; length: number; copy?: boolean; toRam?: boolean },
@@ -148,6 +237,20 @@ export class EduDriver {
    *
    * @param timeoutMs Give up after this long (default 5000).
    * @returns Whether the device reported an error while repeating.
+   *
+   * @example
+   * ```ts
+   * import type { Guest } from "./guest.ts";
+   * import { EduDriver } from "./edu_driver.ts";
+   * import { equal } from "node:assert/strict";
+   *
+   * function program(guest: Guest): void {
+   *   const edu = new EduDriver(guest, { base: 0xfe00_0000, irqLine: 20 });
+   *   edu.startRepeat({ src: 0x40_0000, dst: 0x40000, length: 4096 }); // RAM → device buffer
+   *   guest.sleep(10);
+   *   equal(edu.stopRepeat(1000).ok, true); // no DMA error while it repeated
+   * }
+   * ```
    */
   stopRepeat(timeoutMs = 5000): { ok: boolean; faultCode: number } {
     const g = this.#guest;
@@ -169,6 +272,19 @@ export class EduDriver {
    * {@linkcode EduDriver.waitDma}.
    *
    * @param transfer Source and destination DMA addresses (IOVAs with an IOMMU) and length (at most 4096).
+   *
+   * @example
+   * ```ts
+   * import type { EduDriver } from "./edu_driver.ts";
+   * import { equal } from "node:assert/strict";
+   *
+   * function program(a: EduDriver, b: EduDriver): void {
+   *   a.startCopy({ src: 0x40_0000, dst: 0x50_0000, length: 4096 });
+   *   b.startCopy({ src: 0x40_1000, dst: 0x50_1000, length: 4096 }); // both devices copy at once
+   *   equal(a.waitDma().ok, true);
+   *   equal(b.waitDma().ok, true);
+   * }
+   * ```
    */
   startCopy(transfer: { src: number; dst: number; length: number }): void {
     const g = this.#guest;
@@ -184,6 +300,21 @@ export class EduDriver {
    *
    * @param timeoutMs Give up after this long (default 5000).
    * @returns Whether it succeeded, with the fault registers.
+   *
+   * @example
+   * ```ts
+   * import type { Guest } from "./guest.ts";
+   * import { EduDriver } from "./edu_driver.ts";
+   * import { equal } from "node:assert/strict";
+   *
+   * function program(guest: Guest, edu: EduDriver): void {
+   *   guest.write32(0x40_0000, 0xcafe);
+   *   edu.startCopy({ src: 0x40_0000, dst: 0x40_1000, length: 4 });
+   *   const result = edu.waitDma(1000);
+   *   equal(result.ok, true, `fault ${result.faultCode} at 0x${result.faultAddress.toString(16)}`);
+   *   equal(guest.read32(0x40_1000), 0xcafe);
+   * }
+   * ```
    */
   waitDma(timeoutMs = 5000): EduDmaResult {
     const g = this.#guest;
@@ -199,7 +330,23 @@ export class EduDriver {
     };
   }
 
-  /** Transfers completed since reset (dmaworks extension). */
+  /**
+   * Transfers completed since reset (dmaworks extension).
+   *
+   * @example
+   * ```ts
+   * import type { Guest } from "./guest.ts";
+   * import { EduDriver } from "./edu_driver.ts";
+   * import { ok } from "node:assert/strict";
+   *
+   * function program(guest: Guest, edu: EduDriver): void {
+   *   edu.startRepeat({ src: 0x40_0000, dst: 0x40000, length: 4096 }); // RAM → device buffer
+   *   guest.sleep(10);
+   *   edu.stopRepeat();
+   *   ok(edu.iterations() > 0n);
+   * }
+   * ```
+   */
   iterations(): bigint {
     return this.#guest.read64(this.#base + 0xb8);
   }
@@ -211,6 +358,22 @@ export class EduDriver {
    * @param transfer Direction, addresses and length.
    * @param options Interrupt or polling, timeout.
    * @returns Whether it succeeded, with the fault registers.
+   *
+   * @example
+   * ```ts
+   * import type { Guest } from "./guest.ts";
+   * import { EduDriver } from "./edu_driver.ts";
+   * import { equal } from "node:assert/strict";
+   *
+   * function program(guest: Guest, edu: EduDriver): void {
+   *   const buffer = 0x40000; // the device's own buffer
+   *   guest.write32(0x40_0000, 0xcafe);
+   *   equal(edu.dma({ direction: "to-device", ram: 0x40_0000, buffer, length: 4 }).ok, true);
+   *   const back = { direction: "to-ram", ram: 0x40_1000, buffer, length: 4 } as const;
+   *   equal(edu.dma(back, { interrupt: true }).ok, true);
+   *   equal(guest.read32(0x40_1000), 0xcafe);
+   * }
+   * ```
    */
   dma(
     transfer: { direction: "to-device" | "to-ram"; ram: number; buffer: number; length: number },

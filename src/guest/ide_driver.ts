@@ -339,17 +339,64 @@ export class IdeDriver {
     }
   }
 
-  /** Bytes the driver's DMA buffer holds (a larger transfer is split). */
+  /**
+   * Bytes the driver's DMA buffer holds (a larger transfer is split).
+   *
+   * @example
+   * ```ts
+   * import type { Guest } from "./guest.ts";
+   * import { IdeDriver } from "./ide_driver.ts";
+   * import { equal } from "node:assert/strict";
+   *
+   * function program(guest: Guest): void {
+   *   const region = { base: 0x300_0000, size: 0x10_0000 };
+   *   const ide = new IdeDriver(guest, { bmBase: 0xc000, region });
+   *   equal(ide.bufferSize, 0x10_0000 - 4096); // the region after its PRD table page
+   * }
+   * ```
+   */
   get bufferSize(): number {
     return this.#bufSize;
   }
 
-  /** The DMA buffer's bus address (IOVA with an IOMMU). */
+  /**
+   * The DMA buffer's bus address (IOVA with an IOMMU).
+   *
+   * @example
+   * ```ts
+   * import type { Guest } from "./guest.ts";
+   * import { IdeDriver } from "./ide_driver.ts";
+   * import type { AmdViDriver, IommuDomain } from "./amd_vi_driver.ts";
+   * import { equal } from "node:assert/strict";
+   *
+   * function program(guest: Guest, driver: AmdViDriver, domain: IommuDomain): void {
+   *   const region = { base: 0x300_0000, size: 0x10_0000 };
+   *   const ide = new IdeDriver(guest, { bmBase: 0xc000, region, iommu: { driver, domain } });
+   *   equal(ide.bufferAddress, 0xd000_1000); // the IOVA the controller is given
+   * }
+   * ```
+   */
   get bufferAddress(): number {
     return this.#bufBus;
   }
 
-  /** The DMA buffer's physical address. */
+  /**
+   * The DMA buffer's physical address.
+   *
+   * @example
+   * ```ts
+   * import type { Guest } from "./guest.ts";
+   * import { IdeDriver } from "./ide_driver.ts";
+   * import type { AmdViDriver, IommuDomain } from "./amd_vi_driver.ts";
+   * import { equal } from "node:assert/strict";
+   *
+   * function program(guest: Guest, driver: AmdViDriver, domain: IommuDomain): void {
+   *   const region = { base: 0x300_0000, size: 0x10_0000 };
+   *   const ide = new IdeDriver(guest, { bmBase: 0xc000, region, iommu: { driver, domain } });
+   *   equal(ide.bufferPhysical, 0x300_1000); // where the CPU finds the data
+   * }
+   * ```
+   */
   get bufferPhysical(): number {
     return this.#bufPhys;
   }
@@ -421,6 +468,17 @@ export class IdeDriver {
    * @param command The command byte.
    * @param registers Features and sector count to program first.
    * @returns The registers after completion.
+   *
+   * @example
+   * ```ts
+   * import type { IdeDriver } from "./ide_driver.ts";
+   * import { ok } from "node:assert/strict";
+   *
+   * function program(ide: IdeDriver): void {
+   *   const result = ide.command(0xef, { feature: 0x82 }); // SET FEATURES: write cache off
+   *   ok(result.ok, result.description);
+   * }
+   * ```
    */
   command(command: number, registers: { feature?: number; count?: number } = {}): IdeCommandResult {
     const g = this.#guest;
@@ -441,6 +499,18 @@ export class IdeDriver {
    *
    * @returns The decoded identity.
    * @throws {IdeError} When the drive aborts (or there is no drive).
+   *
+   * @example
+   * ```ts
+   * import type { IdeDriver } from "./ide_driver.ts";
+   * import { ok } from "node:assert/strict";
+   *
+   * function program(ide: IdeDriver): string {
+   *   const id = ide.identify();
+   *   ok(id.sectors > 0);
+   *   return `${id.model} (${id.serial}): ${id.sectors * 512} bytes`;
+   * }
+   * ```
    */
   identify(): IdeIdentity {
     const g = this.#guest;
@@ -491,6 +561,18 @@ export class IdeDriver {
    * @param count Sectors.
    * @returns The data.
    * @throws {IdeError} When a command fails.
+   *
+   * @example
+   * ```ts
+   * import type { IdeDriver } from "./ide_driver.ts";
+   * import { equal } from "node:assert/strict";
+   *
+   * function program(ide: IdeDriver): boolean {
+   *   const boot = ide.readPio(0, 1);
+   *   equal(boot.length, 512);
+   *   return boot[510] === 0x55 && boot[511] === 0xaa; // an MBR?
+   * }
+   * ```
    */
   readPio(lba: number, count: number): Uint8Array {
     const out = new Uint8Array(count * SECTOR);
@@ -509,6 +591,18 @@ export class IdeDriver {
    * @param lba First sector.
    * @param data Whole sectors.
    * @throws {IdeError} When a command fails.
+   *
+   * @example
+   * ```ts
+   * import type { IdeDriver } from "./ide_driver.ts";
+   * import { deepEqual, throws } from "node:assert/strict";
+   *
+   * function program(ide: IdeDriver): void {
+   *   ide.writePio(100, new Uint8Array(1024).fill(7)); // sectors 100 and 101
+   *   deepEqual(ide.readPio(100, 2), new Uint8Array(1024).fill(7));
+   *   throws(() => ide.writePio(0, new Uint8Array(100)), /whole sectors/);
+   * }
+   * ```
    */
   writePio(lba: number, data: Uint8Array): void {
     if (data.length % SECTOR !== 0) throw new RangeError("PIO writes take whole sectors");
@@ -561,6 +655,20 @@ export class IdeDriver {
    *
    * @param request Direction, address, count and the PRD regions.
    * @returns The registers after the command.
+   *
+   * @example
+   * ```ts
+   * import type { IdeDriver } from "./ide_driver.ts";
+   * import { equal } from "node:assert/strict";
+   *
+   * function program(ide: IdeDriver): void {
+   *   const address = ide.bufferAddress;
+   *   const read = (length: number) =>
+   *     ide.transfer({ write: false, lba: 0, count: 8, regions: [{ address, length }] });
+   *   equal(read(4096).ok, true); // 8 sectors, one region
+   *   equal(read(512).ok, false); // the PRD table ended before the transfer
+   * }
+   * ```
    */
   transfer(request: IdeTransferRequest): IdeCommandResult {
     this.startTransfer(request);
@@ -572,6 +680,21 @@ export class IdeDriver {
    * (finish with {@linkcode IdeDriver.finishTransfer}).
    *
    * @param request Direction, address, count, the PRD regions (or a PRD table address).
+   *
+   * @example
+   * ```ts
+   * import type { IdeDriver } from "./ide_driver.ts";
+   * import type { EduDriver } from "./edu_driver.ts";
+   * import { ok } from "node:assert/strict";
+   *
+   * function program(ide: IdeDriver, edu: EduDriver): void {
+   *   const regions = [{ address: ide.bufferAddress, length: 4096 }];
+   *   ide.startTransfer({ write: false, lba: 0, count: 8, regions });
+   *   edu.factorial(12); // another device works while the disk reads
+   *   const result = ide.finishTransfer();
+   *   ok(result.ok, result.description);
+   * }
+   * ```
    */
   startTransfer(request: IdeTransferRequest): void {
     const g = this.#guest;
@@ -610,6 +733,21 @@ export class IdeDriver {
    * shorter than the transfer). Stops the engine and reads the registers.
    *
    * @returns The registers after the command.
+   *
+   * @example
+   * ```ts
+   * import type { Guest } from "./guest.ts";
+   * import type { IdeDriver } from "./ide_driver.ts";
+   * import { equal } from "node:assert/strict";
+   *
+   * function program(guest: Guest, ide: IdeDriver): number {
+   *   const regions = [{ address: ide.bufferAddress, length: 4096 }];
+   *   ide.startTransfer({ write: false, lba: 0, count: 8, regions });
+   *   const result = ide.finishTransfer(); // the data is in the buffer when ok
+   *   equal(result.ok, true, result.description);
+   *   return guest.memory.read32(ide.bufferPhysical); // the first word read
+   * }
+   * ```
    */
   finishTransfer(): IdeCommandResult {
     const g = this.#guest;
@@ -654,6 +792,17 @@ export class IdeDriver {
    * @param count Sectors.
    * @returns The data.
    * @throws {IdeError} When a command fails.
+   *
+   * @example
+   * ```ts
+   * import type { IdeDriver } from "./ide_driver.ts";
+   * import { equal } from "node:assert/strict";
+   *
+   * function program(ide: IdeDriver): void {
+   *   const data = ide.readDma(0, 16384); // 8 MiB: several commands through the buffer
+   *   equal(data.length, 16384 * 512);
+   * }
+   * ```
    */
   readDma(lba: number, count: number): Uint8Array {
     const out = new Uint8Array(count * SECTOR);
@@ -680,6 +829,18 @@ export class IdeDriver {
    * @param lba First sector.
    * @param data Whole sectors.
    * @throws {IdeError} When a command fails.
+   *
+   * @example
+   * ```ts
+   * import type { IdeDriver } from "./ide_driver.ts";
+   * import { deepEqual } from "node:assert/strict";
+   *
+   * function program(ide: IdeDriver): void {
+   *   const data = new Uint8Array(8192).map((_, i) => i);
+   *   ide.writeDma(2048, data); // 16 sectors
+   *   deepEqual(ide.readDma(2048, 16), data);
+   * }
+   * ```
    */
   writeDma(lba: number, data: Uint8Array): void {
     if (data.length % SECTOR !== 0) throw new RangeError("DMA writes take whole sectors");
@@ -705,6 +866,17 @@ export class IdeDriver {
    * reports the data on stable storage.
    *
    * @throws {IdeError} When the drive reports an error.
+   *
+   * @example
+   * ```ts
+   * import type { IdeDriver } from "./ide_driver.ts";
+   *
+   * function program(ide: IdeDriver): void {
+   *   ide.identify(); // learns whether the drive takes the EXT (LBA48) commands
+   *   ide.writeDma(0, new Uint8Array(512).fill(1));
+   *   ide.flush(); // the sector is on stable storage when this returns
+   * }
+   * ```
    */
   flush(): void {
     const r = this.command(this.#lba48 ? 0xea : 0xe7);
@@ -717,6 +889,18 @@ export class IdeDriver {
    * @param feature Subcommand (e.g. 0x03 set transfer mode, 0x82 disable write cache).
    * @param count Sector count value (e.g. 0x45: Ultra DMA mode 5).
    * @returns The registers.
+   *
+   * @example
+   * ```ts
+   * import type { IdeDriver } from "./ide_driver.ts";
+   * import { equal } from "node:assert/strict";
+   *
+   * function program(ide: IdeDriver): void {
+   *   const result = ide.setFeatures(0x03, 0x45); // transfer mode: Ultra DMA mode 5
+   *   equal(result.ok, true, result.description);
+   *   equal(ide.identify().udmaSelected, 5);
+   * }
+   * ```
    */
   setFeatures(feature: number, count = 0): IdeCommandResult {
     return this.command(0xef, { feature, count });

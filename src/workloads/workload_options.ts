@@ -57,6 +57,15 @@ export class WorkloadOptions {
    *
    * @param name The option.
    * @returns Whether it is present.
+   *
+   * @example
+   * ```ts
+   * import { WorkloadOptions } from "./workload_options.ts";
+   * import { equal } from "node:assert/strict";
+   * const options = new WorkloadOptions({ count: "20" });
+   * equal(options.has("count"), true);
+   * equal(options.has("size"), false);
+   * ```
    */
   has(name: string): boolean {
     return Object.hasOwn(this.values, name);
@@ -68,6 +77,18 @@ export class WorkloadOptions {
    *
    * @param known The options the workload accepts.
    * @throws {WorkloadError} Naming the first unknown option.
+   *
+   * @example
+   * ```ts
+   * import { WorkloadOptions } from "./workload_options.ts";
+   * import { doesNotThrow, throws } from "node:assert/strict";
+   * const accepted = ["count", "size"];
+   * doesNotThrow(() => new WorkloadOptions({ count: "20" }).expectOnly(accepted));
+   * throws(
+   *   () => new WorkloadOptions({ count: "20", szie: "4K" }).expectOnly(accepted),
+   *   /Unknown workload option 'szie' \(accepted: count, size\)/,
+   * );
+   * ```
    */
   expectOnly(known: readonly string[]): void {
     for (const name of Object.keys(this.values)) {
@@ -86,6 +107,19 @@ export class WorkloadOptions {
    * @param fallback Its value when absent.
    * @param choices When given, the accepted values.
    * @returns The value.
+   *
+   * @example
+   * ```ts
+   * import { WorkloadOptions } from "./workload_options.ts";
+   * import { equal, throws } from "node:assert/strict";
+   * const modes = ["pattern", "random"];
+   * equal(new WorkloadOptions({ mode: "random" }).string("mode", "pattern", modes), "random");
+   * equal(new WorkloadOptions().string("label", "none"), "none");
+   * throws(
+   *   () => new WorkloadOptions({ mode: "zeros" }).string("mode", "pattern", modes),
+   *   /Invalid workload option mode=zeros: expected one of pattern, random/,
+   * );
+   * ```
    */
   string(name: string, fallback: string, choices?: readonly string[]): string {
     const value = this.has(name) ? this.values[name]! : fallback;
@@ -102,6 +136,17 @@ export class WorkloadOptions {
    * @param fallback Its value when absent.
    * @param bounds Accepted range.
    * @returns The value.
+   *
+   * @example
+   * ```ts
+   * import { WorkloadOptions } from "./workload_options.ts";
+   * import { equal, throws } from "node:assert/strict";
+   * const options = new WorkloadOptions({ count: "0x10", rounds: "ten" });
+   * equal(options.integer("count", 1), 16);
+   * equal(options.integer("depth", 4), 4);
+   * throws(() => options.integer("count", 1, { min: 1, max: 8 }), /an integer from 1 to 8/);
+   * throws(() => options.integer("rounds", 1), /Invalid workload option rounds=ten/);
+   * ```
    */
   integer(name: string, fallback: number, bounds: OptionBounds = {}): number {
     if (!this.has(name)) return fallback;
@@ -121,6 +166,17 @@ export class WorkloadOptions {
    * @param fallback Its value when absent (bytes).
    * @param bounds Accepted range (bytes).
    * @returns Bytes.
+   *
+   * @example
+   * ```ts
+   * import { WorkloadOptions } from "./workload_options.ts";
+   * import { equal, throws } from "node:assert/strict";
+   * const options = new WorkloadOptions({ size: "2M", block: "3x" });
+   * equal(options.size("size", 4096), 2 * 1024 * 1024);
+   * equal(options.size("chunk", 4096), 4096);
+   * throws(() => options.size("size", 4096, { max: 1 << 20 }), /of at most 1048576/);
+   * throws(() => options.size("block", 512), /Invalid workload option block=3x/);
+   * ```
    */
   size(name: string, fallback: number, bounds: OptionBounds = {}): number {
     if (!this.has(name)) return fallback;
@@ -141,6 +197,17 @@ export class WorkloadOptions {
    * @param name The option.
    * @param fallback Its value when absent.
    * @returns The value.
+   *
+   * @example
+   * ```ts
+   * import { WorkloadOptions } from "./workload_options.ts";
+   * import { equal, throws } from "node:assert/strict";
+   * const options = new WorkloadOptions({ irq: "yes", verify: "off", trace: "maybe" });
+   * equal(options.boolean("irq", false), true);
+   * equal(options.boolean("verify", true), false);
+   * equal(options.boolean("quiet", false), false);
+   * throws(() => options.boolean("trace", false), /trace=maybe: expected on or off/);
+   * ```
    */
   boolean(name: string, fallback: boolean): boolean {
     if (!this.has(name)) return fallback;

@@ -241,17 +241,63 @@ export class AmdViIommu implements TranslationSource {
     this.#options = options;
   }
 
-  /** The MMIO window base. */
+  /**
+   * The MMIO window base.
+   *
+   * @example
+   * ```ts
+   * import { AmdViIommu } from "./amd_vi.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const iommu = new AmdViIommu(new GuestMemory({ size: 1 << 20 }));
+   * equal(iommu.mmioBase, 0xfed80000); // as the secure-device capability's BAR says
+   * ```
+   */
   get mmioBase(): number {
     return AMD_VI_MMIO_BASE;
   }
 
-  /** Whether Control.IommuEn is set. */
+  /**
+   * Whether Control.IommuEn is set.
+   *
+   * @example
+   * ```ts
+   * import { AmdViIommu } from "./amd_vi.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const iommu = new AmdViIommu(new GuestMemory({ size: 1 << 20 }));
+   * equal(iommu.enabled, false);
+   * equal(iommu.resolve(0x20, 0x5000, 2).ok, true); // disabled: everything passes through
+   * iommu.writeRegister(0x0018, 8, 1n); // Control.IommuEn
+   * equal(iommu.enabled, true);
+   * ```
+   */
   get enabled(): boolean {
     return (this.#control & AmdViControl.IOMMU_EN) !== 0n;
   }
 
-  /** The last events written (or dropped), oldest first (for tests and tracing). */
+  /**
+   * The last events written (or dropped), oldest first (for tests and tracing).
+   *
+   * @example
+   * ```ts
+   * import { AmdViIommu } from "./amd_vi.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { encodeDte } from "./device_table.ts";
+   * import { equal } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 2 << 20 });
+   * const iommu = new AmdViIommu(ram);
+   * iommu.writeRegister(0x0000, 8, 0x100000n); // device table at 1 MiB
+   * const [q0, q1] = encodeDte({ valid: true, domainId: 3 }); // V = 1, TV = 0: every access faults
+   * ram.write64(0x100000 + 0x20 * 32, q0);
+   * ram.write64(0x100000 + 0x20 * 32 + 8, q1);
+   * iommu.writeRegister(0x0018, 8, 1n); // IommuEn (the event log stays off)
+   * iommu.resolve(0x20, 0x5000, 1);
+   * equal(iommu.recentEvents.at(-1)?.name, "IO_PAGE_FAULT");
+   * equal(iommu.recentEvents.at(-1)?.domainId, 3);
+   * equal(iommu.counters.eventsDropped, 1); // recorded here, not in the guest's log
+   * ```
+   */
   get recentEvents(): readonly IommuEvent[] {
     return this.#recent;
   }
@@ -260,13 +306,62 @@ export class AmdViIommu implements TranslationSource {
    * Connects a device worker's IOTLB.
    *
    * @param link The link.
+   *
+   * @example
+   * ```ts
+   * import { AmdViIommu } from "./amd_vi.ts";
+   * import { SnapshotReader } from "./iotlb_snapshot.ts";
+   * import { WorkerLink } from "./worker_link.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { MainHub } from "../machine/main_hub.ts";
+   * import { DteState, TARGET_BLOCK_WORDS } from "../shared/layout.ts";
+   * import { equal } from "node:assert/strict";
+   * const iommu = new AmdViIommu(new GuestMemory({ size: 1 << 20 }));
+   * const hub = new MainHub();
+   * const { port1, port2 } = new MessageChannel();
+   * const ctrl = new Int32Array(new SharedArrayBuffer(TARGET_BLOCK_WORDS * 4));
+   * const link = new WorkerLink(hub, {
+   *   id: "dev0", rids: [0x20], ctrl, port: port1, wake: () => undefined, source: iommu,
+   * });
+   * iommu.attach(link);
+   * // The IOMMU is off: the worker may use every address untranslated.
+   * equal(new SnapshotReader(link.snapshot.buffer).dte(0x20)?.state, DteState.PassThrough);
+   * link.close();
+   * hub.close();
+   * port2.close();
+   * ```
    */
   attach(link: WorkerLink): void {
     this.#links.push(link);
     if (!this.enabled) link.publishPassThrough();
   }
 
-  /** The connected workers' links. */
+  /**
+   * The connected workers' links.
+   *
+   * @example
+   * ```ts
+   * import { AmdViIommu } from "./amd_vi.ts";
+   * import { WorkerLink } from "./worker_link.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { MainHub } from "../machine/main_hub.ts";
+   * import { TARGET_BLOCK_WORDS } from "../shared/layout.ts";
+   * import { deepEqual, equal } from "node:assert/strict";
+   * const iommu = new AmdViIommu(new GuestMemory({ size: 1 << 20 }));
+   * equal(iommu.links.length, 0);
+   * const hub = new MainHub();
+   * const { port1, port2 } = new MessageChannel();
+   * const ctrl = new Int32Array(new SharedArrayBuffer(TARGET_BLOCK_WORDS * 4));
+   * const link = new WorkerLink(hub, {
+   *   id: "dev0", rids: [0x20], ctrl, port: port1, wake: () => undefined, source: iommu,
+   * });
+   * iommu.attach(link);
+   * deepEqual(iommu.links.map((l) => l.id), ["dev0"]);
+   * link.close();
+   * hub.close();
+   * port2.close();
+   * ```
+   */
   get links(): readonly WorkerLink[] {
     return this.#links;
   }
@@ -280,6 +375,18 @@ export class AmdViIommu implements TranslationSource {
    * @param offset Offset in the MMIO window.
    * @param size 1, 2, 4 or 8.
    * @returns The value.
+   *
+   * @example
+   * ```ts
+   * import { AmdViIommu } from "./amd_vi.ts";
+   * import { AMD_VI_EXT_FEATURE } from "./amd_vi_registers.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const iommu = new AmdViIommu(new GuestMemory({ size: 1 << 20 }));
+   * equal(iommu.readRegister(0x0030, 8), AMD_VI_EXT_FEATURE); // Extended Feature
+   * equal(iommu.readRegister(0x0028, 8), 0xfffn); // Exclusion Limit: bits 11:0 read as 1
+   * equal(iommu.readRegister(0x0029, 1), 0x0fn); // a narrow read returns the addressed byte
+   * ```
    */
   readRegister(offset: number, size: number): bigint {
     const base = offset & ~7;
@@ -328,6 +435,19 @@ export class AmdViIommu implements TranslationSource {
    * @param offset Offset in the MMIO window.
    * @param size 1, 2, 4 or 8.
    * @param value The value.
+   *
+   * @example Program the command buffer base in two halves, as Linux does
+   * ```ts
+   * import { AmdViIommu } from "./amd_vi.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const iommu = new AmdViIommu(new GuestMemory({ size: 1 << 20 }));
+   * iommu.writeRegister(0x0008, 4, 0x80000n); // base low
+   * iommu.writeRegister(0x000c, 4, 0x0800_0000n); // base high: ComLen 8 (256 entries)
+   * equal(iommu.readRegister(0x0008, 8), 0x0800_0000_0008_0000n);
+   * iommu.writeRegister(0x0008, 8, 0x0100_0000_0009_0000n); // ComLen 1: invalid, ignored
+   * equal(iommu.readRegister(0x0008, 8), 0x0800_0000_0008_0000n);
+   * ```
    */
   writeRegister(offset: number, size: number, value: bigint): void {
     const base = offset & ~7;
@@ -491,7 +611,31 @@ export class AmdViIommu implements TranslationSource {
     }
   }
 
-  /** The interrupt line level the IOMMU drives. */
+  /**
+   * The interrupt line level the IOMMU drives.
+   *
+   * @example
+   * ```ts
+   * import { AmdViIommu } from "./amd_vi.ts";
+   * import { commands } from "./commands.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * const levels: boolean[] = [];
+   * const iommu = new AmdViIommu(ram, { setIrq: (level) => levels.push(level) });
+   * iommu.writeRegister(0x0008, 8, 0x0800_0000_0008_0000n); // command buffer at 0x80000
+   * iommu.writeRegister(0x0018, 8, 0x1011n); // IommuEn, ComWaitIntEn, CmdBufEn
+   * const [q0, q1] = commands.completionWait({ interrupt: true });
+   * ram.write64(0x80000, q0);
+   * ram.write64(0x80008, q1);
+   * iommu.writeRegister(0x2008, 8, 16n); // tail: one command
+   * await iommu.idle();
+   * equal(iommu.irqLevel, true);
+   * iommu.writeRegister(0x2020, 8, 0x4n); // Status.ComWaitInt is write-1-to-clear
+   * equal(iommu.irqLevel, false);
+   * equal(levels.join(), "true,false");
+   * ```
+   */
   get irqLevel(): boolean {
     return this.#irqLevel;
   }
@@ -726,6 +870,30 @@ export class AmdViIommu implements TranslationSource {
    * @param iova The address.
    * @param access 1 read, 2 write.
    * @returns The answer.
+   *
+   * @example Translate through a one-level page table
+   * ```ts
+   * import { AmdViIommu } from "./amd_vi.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { encodeDte } from "./device_table.ts";
+   * import { deepEqual, equal } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 4 << 20 });
+   * const iommu = new AmdViIommu(ram);
+   * iommu.writeRegister(0x0000, 8, 0x100000n); // device table at 1 MiB
+   * const dte = encodeDte({
+   *   valid: true, translationValid: true, mode: 1, root: 0x200000, readable: true, writable: true,
+   * });
+   * ram.write64(0x100000 + 0x20 * 32, dte[0]);
+   * ram.write64(0x100000 + 0x20 * 32 + 8, dte[1]);
+   * // IOVA 0x5000 -> 0x300000, read-only:
+   * ram.write64(0x200000 + 5 * 8, 0x300000n | (1n << 61n) | 1n);
+   * iommu.writeRegister(0x0018, 8, 1n); // IommuEn
+   * deepEqual(iommu.resolve(0x20, 0x5123, 1), {
+   *   ok: true, iovaBase: 0x5123, physBase: 0x300123, length: 0xedd, perms: 1,
+   * });
+   * deepEqual(iommu.resolve(0x20, 0x5123, 2), { ok: false, kind: "permission" });
+   * equal(iommu.resolve(0x20, 0x6000, 1).ok, false); // not present
+   * ```
    */
   resolve(rid: number, iova: number, access: number): TranslationAnswer {
     this.counters.resolves++;
@@ -758,6 +926,31 @@ export class AmdViIommu implements TranslationSource {
    * @param iova The address that missed.
    * @param pages Most translations to return (default: the page and `neighbours` more).
    * @returns The record and translations.
+   *
+   * @example A miss publishes the page and its mapped neighbours
+   * ```ts
+   * import { AmdViIommu } from "./amd_vi.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { encodeDte } from "./device_table.ts";
+   * import { DteState } from "../shared/layout.ts";
+   * import { deepEqual, equal } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 4 << 20 });
+   * const iommu = new AmdViIommu(ram);
+   * iommu.writeRegister(0x0000, 8, 0x100000n); // device table at 1 MiB
+   * const dte = encodeDte({
+   *   valid: true, translationValid: true, mode: 1, root: 0x200000, readable: true, writable: true,
+   *   domainId: 5,
+   * });
+   * ram.write64(0x100000 + 0x20 * 32, dte[0]);
+   * ram.write64(0x100000 + 0x20 * 32 + 8, dte[1]);
+   * ram.write64(0x200000 + 5 * 8, 0x300000n | (3n << 61n) | 1n); // IOVA 0x5000 -> 0x300000
+   * ram.write64(0x200000 + 6 * 8, 0x380000n | (3n << 61n) | 1n); // IOVA 0x6000 -> 0x380000
+   * iommu.writeRegister(0x0018, 8, 1n); // IommuEn
+   * const { dte: record, translations } = iommu.fill(0x20, 0x5000);
+   * equal(record.state, DteState.Translate);
+   * // Both pages, then the walk stops at the hole at 0x7000:
+   * deepEqual(translations.map((t) => t.physBase), [0x300000, 0x380000]);
+   * ```
    */
   fill(
     rid: number,
@@ -897,6 +1090,25 @@ export class AmdViIommu implements TranslationSource {
    * Resolves when the command processor has nothing left to do (tests).
    *
    * @returns A promise.
+   *
+   * @example
+   * ```ts
+   * import { AmdViIommu } from "./amd_vi.ts";
+   * import { commands } from "./commands.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const ram = new GuestMemory({ size: 1 << 20 });
+   * const iommu = new AmdViIommu(ram);
+   * iommu.writeRegister(0x0008, 8, 0x0800_0000_0008_0000n); // command buffer at 0x80000
+   * iommu.writeRegister(0x0018, 8, 0x1001n); // IommuEn, CmdBufEn
+   * const [q0, q1] = commands.completionWait({ storeAddress: 0x90000, storeData: 0x5eedn });
+   * ram.write64(0x80000, q0);
+   * ram.write64(0x80008, q1);
+   * iommu.writeRegister(0x2008, 8, 16n); // tail: the command runs asynchronously
+   * await iommu.idle();
+   * equal(ram.read64(0x90000), 0x5eedn);
+   * equal(iommu.readRegister(0x2000, 8), 16n); // head caught up with tail
+   * ```
    */
   idle(): Promise<void> {
     if (!this.#processing && (!this.#cmdRun || this.#cmdHead === this.#cmdTail)) {
@@ -1071,6 +1283,16 @@ export class AmdViIommu implements TranslationSource {
    * A description of the register state (for logs and tests).
    *
    * @returns One line.
+   *
+   * @example
+   * ```ts
+   * import { AmdViIommu } from "./amd_vi.ts";
+   * import { GuestMemory } from "../memory/guest_memory.ts";
+   * import { equal } from "node:assert/strict";
+   * const iommu = new AmdViIommu(new GuestMemory({ size: 1 << 20 }));
+   * iommu.writeRegister(0x0018, 8, 1n); // IommuEn
+   * equal(iommu.describe(), "control 0x1 status 0x0 cmd 0x0/0x0 evt 0x0/0x0");
+   * ```
    */
   describe(): string {
     return `control ${hex(this.#control)} status ${hex(this.#status)} cmd ${hex(this.#cmdHead)}/${

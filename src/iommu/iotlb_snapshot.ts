@@ -132,12 +132,43 @@ export class SnapshotWriter {
     }
   }
 
-  /** Number of translations published. */
+  /**
+   * Number of translations published.
+   *
+   * @example
+   * ```ts
+   * import { SnapshotWriter } from "./iotlb_snapshot.ts";
+   * import { equal } from "node:assert/strict";
+   * const writer = new SnapshotWriter();
+   * equal(writer.size, 0);
+   * writer.insert({
+   *   rid: 0x20, shift: 12, iovaBase: 0x5000, physBase: 0x9000, perms: 3, domain: 7,
+   * });
+   * writer.insert({
+   *   rid: 0x20, shift: 12, iovaBase: 0x6000, physBase: 0xa000, perms: 3, domain: 7,
+   * });
+   * equal(writer.size, 2);
+   * ```
+   */
   get size(): number {
     return this.#entries.size;
   }
 
-  /** The published translations (a copy). */
+  /**
+   * The published translations (a copy).
+   *
+   * @example
+   * ```ts
+   * import { SnapshotWriter } from "./iotlb_snapshot.ts";
+   * import { deepEqual, equal } from "node:assert/strict";
+   * const writer = new SnapshotWriter();
+   * const t = { rid: 0x20, shift: 12, iovaBase: 0x5000, physBase: 0x9000, perms: 1, domain: 7 };
+   * writer.insert(t);
+   * deepEqual(writer.translations(), [t]);
+   * writer.translations().pop(); // a copy: the snapshot keeps its entry
+   * equal(writer.size, 1);
+   * ```
+   */
   translations(): SnapshotTranslation[] {
     return [...this.#entries.values()];
   }
@@ -147,6 +178,23 @@ export class SnapshotWriter {
    * bucket neighbour if the bucket is full).
    *
    * @param t The translation.
+   *
+   * @example A second insert of the same page replaces the first
+   * ```ts
+   * import { SnapshotReader, SnapshotWriter } from "./iotlb_snapshot.ts";
+   * import { equal } from "node:assert/strict";
+   * const writer = new SnapshotWriter();
+   * writer.insert({
+   *   rid: 0x20, shift: 21, iovaBase: 0x20_0000, physBase: 0x80_0000, perms: 3, domain: 1,
+   * });
+   * writer.insert({
+   *   rid: 0x20, shift: 21, iovaBase: 0x20_0000, physBase: 0xc0_0000, perms: 1, domain: 1,
+   * });
+   * equal(writer.size, 1);
+   * const hit = new SnapshotReader(writer.buffer).lookup(0x20, 0x21_2345);
+   * equal(hit?.physBase, 0xc0_0000);
+   * equal(hit?.perms, 1);
+   * ```
    */
   insert(t: SnapshotTranslation): void {
     const page = t.iovaBase / PAGE;
@@ -193,6 +241,25 @@ export class SnapshotWriter {
    *
    * @param match The filter.
    * @returns How many were removed.
+   *
+   * @example
+   * ```ts
+   * import { SnapshotWriter } from "./iotlb_snapshot.ts";
+   * import { equal } from "node:assert/strict";
+   * const writer = new SnapshotWriter();
+   * writer.insert({
+   *   rid: 0x20, shift: 12, iovaBase: 0x5000, physBase: 0x9000, perms: 3, domain: 1,
+   * });
+   * writer.insert({
+   *   rid: 0x20, shift: 12, iovaBase: 0x6000, physBase: 0xa000, perms: 3, domain: 1,
+   * });
+   * writer.insert({
+   *   rid: 0x28, shift: 12, iovaBase: 0x5000, physBase: 0xb000, perms: 3, domain: 2,
+   * });
+   * equal(writer.remove((t) => t.domain === 1), 2);
+   * equal(writer.remove((t) => t.domain === 1), 0);
+   * equal(writer.size, 1);
+   * ```
    */
   remove(match: (t: SnapshotTranslation) => boolean): number {
     let removed = 0;
@@ -247,6 +314,21 @@ export class SnapshotWriter {
    * Publishes (or replaces) the device-table record of `record.rid`.
    *
    * @param record The record.
+   *
+   * @example
+   * ```ts
+   * import { SnapshotReader, SnapshotWriter } from "./iotlb_snapshot.ts";
+   * import { DteState } from "../shared/layout.ts";
+   * import { equal } from "node:assert/strict";
+   * const writer = new SnapshotWriter();
+   * const reader = new SnapshotReader(writer.buffer);
+   * writer.setDte({
+   *   rid: 8, state: DteState.Translate, perms: 0, domain: 5, exclusion: undefined,
+   * });
+   * equal(reader.dte(8)?.state, DteState.Translate);
+   * writer.setDte({ rid: 8, state: DteState.Identity, perms: 1, domain: 5, exclusion: undefined });
+   * equal(reader.dte(8)?.state, DteState.Identity); // replaced, not added
+   * ```
    */
   setDte(record: SnapshotDte): void {
     const w = this.#words;
@@ -285,6 +367,19 @@ export class SnapshotWriter {
    * Withdraws the device-table record of `rid` (its state becomes unknown).
    *
    * @param rid Requester id.
+   *
+   * @example
+   * ```ts
+   * import { SnapshotReader, SnapshotWriter } from "./iotlb_snapshot.ts";
+   * import { DteState } from "../shared/layout.ts";
+   * import { equal } from "node:assert/strict";
+   * const writer = new SnapshotWriter();
+   * writer.setDte({
+   *   rid: 8, state: DteState.PassThrough, perms: 3, domain: 0, exclusion: undefined,
+   * });
+   * writer.clearDte(8);
+   * equal(new SnapshotReader(writer.buffer).dte(8), undefined);
+   * ```
    */
   clearDte(rid: number): void {
     const w = this.#words;
@@ -298,7 +393,26 @@ export class SnapshotWriter {
     }
   }
 
-  /** Withdraws everything. */
+  /**
+   * Withdraws everything.
+   *
+   * @example
+   * ```ts
+   * import { SnapshotReader, SnapshotWriter } from "./iotlb_snapshot.ts";
+   * import { DteState } from "../shared/layout.ts";
+   * import { equal } from "node:assert/strict";
+   * const writer = new SnapshotWriter();
+   * writer.setDte({
+   *   rid: 8, state: DteState.Translate, perms: 0, domain: 1, exclusion: undefined,
+   * });
+   * writer.insert({ rid: 8, shift: 12, iovaBase: 0x5000, physBase: 0x9000, perms: 3, domain: 1 });
+   * writer.clearAll();
+   * const reader = new SnapshotReader(writer.buffer);
+   * equal(writer.size, 0);
+   * equal(reader.lookup(8, 0x5000), undefined);
+   * equal(reader.dte(8), undefined);
+   * ```
+   */
   clearAll(): void {
     for (const slot of [...this.#entries.keys()]) this.#clear(slot);
     const w = this.#words;
@@ -335,7 +449,20 @@ export class SnapshotReader {
     this.#w = new Int32Array(buffer);
   }
 
-  /** The snapshot's words (for the miss mailbox). */
+  /**
+   * The snapshot's words (for the miss mailbox).
+   *
+   * @example
+   * ```ts
+   * import { SnapshotReader, SnapshotWriter } from "./iotlb_snapshot.ts";
+   * import { SNAPSHOT_WORDS } from "../shared/layout.ts";
+   * import { equal } from "node:assert/strict";
+   * const writer = new SnapshotWriter();
+   * const reader = new SnapshotReader(writer.buffer);
+   * equal(reader.words.buffer, writer.buffer);
+   * equal(reader.words.length, SNAPSHOT_WORDS);
+   * ```
+   */
   get words(): Int32Array {
     return this.#w;
   }
@@ -347,6 +474,21 @@ export class SnapshotReader {
    * @param rid Requester id.
    * @param iova The address.
    * @returns The translation, or `undefined`.
+   *
+   * @example
+   * ```ts
+   * import { SnapshotReader, SnapshotWriter } from "./iotlb_snapshot.ts";
+   * import { equal } from "node:assert/strict";
+   * const writer = new SnapshotWriter();
+   * writer.insert({
+   *   rid: 0x20, shift: 21, iovaBase: 0x20_0000, physBase: 0x80_0000, perms: 3, domain: 1,
+   * });
+   * const reader = new SnapshotReader(writer.buffer);
+   * const hit = reader.lookup(0x20, 0x21_2345); // inside the 2 MiB page
+   * equal(hit?.iovaBase, 0x20_0000);
+   * equal(hit?.physBase, 0x80_0000);
+   * equal(reader.lookup(0x28, 0x21_2345), undefined); // another requester
+   * ```
    */
   lookup(rid: number, iova: number): SnapshotTranslation | undefined {
     const w = this.#w;
@@ -404,6 +546,19 @@ export class SnapshotReader {
    *
    * @param rid Requester id.
    * @returns A fresh record object, or `undefined`.
+   *
+   * @example
+   * ```ts
+   * import { SnapshotReader, SnapshotWriter } from "./iotlb_snapshot.ts";
+   * import { DteState } from "../shared/layout.ts";
+   * import { deepEqual, equal } from "node:assert/strict";
+   * const writer = new SnapshotWriter();
+   * const exclusion = { base: 0x10_0000, limit: 0x1f_ffff };
+   * writer.setDte({ rid: 8, state: DteState.Translate, perms: 0, domain: 3, exclusion });
+   * const reader = new SnapshotReader(writer.buffer);
+   * deepEqual(reader.dte(8)?.exclusion, exclusion);
+   * equal(reader.dte(9), undefined);
+   * ```
    */
   dte(rid: number): SnapshotDte | undefined {
     const w = this.#w;

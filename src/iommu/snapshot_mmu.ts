@@ -204,7 +204,24 @@ export class SnapshotMmu implements Mmu {
     this.#missSeq = Atomics.load(this.#words, SnapshotHeader.MISS_REQ_SEQ);
   }
 
-  /** Live pinned mappings. */
+  /**
+   * Live pinned mappings.
+   *
+   * @example
+   * ```ts
+   * import { SnapshotMmu } from "./snapshot_mmu.ts";
+   * import { SnapshotWriter } from "./iotlb_snapshot.ts";
+   * import { equal } from "node:assert/strict";
+   * const ctrl = new Int32Array(new SharedArrayBuffer(64));
+   * const mainCtrl = new Int32Array(new SharedArrayBuffer(64));
+   * const snapshot = new SnapshotWriter().buffer;
+   * const mmu = new SnapshotMmu({ snapshot, ctrl, mainCtrl, toMain: { postMessage() {} } });
+   * const pin = mmu.pin(0x20, 0x5000, 0x1000, () => {});
+   * equal(mmu.livePins, 1);
+   * pin.release();
+   * equal(mmu.livePins, 0);
+   * ```
+   */
   get livePins(): number {
     return this.#pins.size;
   }
@@ -212,17 +229,69 @@ export class SnapshotMmu implements Mmu {
   /**
    * Whether an invalidation is waiting to be acknowledged (the host's work
    * loop calls {@linkcode SnapshotMmu.poll} when this is true).
+   *
+   * @example
+   * ```ts
+   * import { SnapshotMmu } from "./snapshot_mmu.ts";
+   * import { SnapshotWriter } from "./iotlb_snapshot.ts";
+   * import { TargetCtrl } from "../shared/layout.ts";
+   * import { equal } from "node:assert/strict";
+   * const ctrl = new Int32Array(new SharedArrayBuffer(64));
+   * const mainCtrl = new Int32Array(new SharedArrayBuffer(64));
+   * const snapshot = new SnapshotWriter().buffer;
+   * const mmu = new SnapshotMmu({ snapshot, ctrl, mainCtrl, toMain: { postMessage() {} } });
+   * Atomics.store(ctrl, TargetCtrl.INV_REQ_GEN, 1); // main publishes an invalidation
+   * equal(mmu.pending, true);
+   * mmu.poll(); // nothing pinned: acknowledged at once
+   * equal(mmu.pending, false);
+   * ```
    */
   get pending(): boolean {
     return Atomics.load(this.#ctrl, TargetCtrl.INV_REQ_GEN) !== this.#ackedGen;
   }
 
-  /** Whether a new invalidation generation has not been looked at yet. */
+  /**
+   * Whether a new invalidation generation has not been looked at yet.
+   *
+   * @example
+   * ```ts
+   * import { SnapshotMmu } from "./snapshot_mmu.ts";
+   * import { SnapshotWriter } from "./iotlb_snapshot.ts";
+   * import { TargetCtrl } from "../shared/layout.ts";
+   * import { equal } from "node:assert/strict";
+   * const ctrl = new Int32Array(new SharedArrayBuffer(64));
+   * const mainCtrl = new Int32Array(new SharedArrayBuffer(64));
+   * const snapshot = new SnapshotWriter().buffer;
+   * const mmu = new SnapshotMmu({ snapshot, ctrl, mainCtrl, toMain: { postMessage() {} } });
+   * Atomics.store(ctrl, TargetCtrl.INV_REQ_GEN, 1);
+   * equal(mmu.needsPoll, true);
+   * mmu.beginTransaction(); // a transaction looks at the new generation
+   * equal(mmu.needsPoll, false);
+   * ```
+   */
   get needsPoll(): boolean {
     return Atomics.load(this.#ctrl, TargetCtrl.INV_REQ_GEN) !== this.#seenGen;
   }
 
-  /** Start of a DMA transaction: revalidate against invalidations. */
+  /**
+   * Start of a DMA transaction: revalidate against invalidations.
+   *
+   * @example
+   * ```ts
+   * import { SnapshotMmu } from "./snapshot_mmu.ts";
+   * import { SnapshotWriter } from "./iotlb_snapshot.ts";
+   * import { TargetCtrl } from "../shared/layout.ts";
+   * import { equal } from "node:assert/strict";
+   * const ctrl = new Int32Array(new SharedArrayBuffer(64));
+   * const mainCtrl = new Int32Array(new SharedArrayBuffer(64));
+   * const snapshot = new SnapshotWriter().buffer;
+   * const mmu = new SnapshotMmu({ snapshot, ctrl, mainCtrl, toMain: { postMessage() {} } });
+   * mmu.beginTransaction();
+   * equal(Atomics.load(ctrl, TargetCtrl.TXN) & 1, 1); // odd: a copy may be in flight
+   * mmu.endTransaction();
+   * equal(Atomics.load(ctrl, TargetCtrl.TXN) & 1, 0);
+   * ```
+   */
   beginTransaction(): void {
     if (this.#depth++ === 0) {
       // Publish "a copy may be in flight" before anything is translated.
@@ -231,7 +300,33 @@ export class SnapshotMmu implements Mmu {
     }
   }
 
-  /** End of a DMA transaction: publish the counters, mark no copy in flight. */
+  /**
+   * End of a DMA transaction: publish the counters, mark no copy in flight.
+   *
+   * @example
+   * ```ts
+   * import { SnapshotMmu } from "./snapshot_mmu.ts";
+   * import { SnapshotWriter } from "./iotlb_snapshot.ts";
+   * import { DteState, TargetCtrl } from "../shared/layout.ts";
+   * import { equal } from "node:assert/strict";
+   * const writer = new SnapshotWriter();
+   * writer.setDte({
+   *   rid: 0x20, state: DteState.PassThrough, perms: 3, domain: 0, exclusion: undefined,
+   * });
+   * const ctrl = new Int32Array(new SharedArrayBuffer(64));
+   * const mainCtrl = new Int32Array(new SharedArrayBuffer(64));
+   * const mmu = new SnapshotMmu({
+   *   snapshot: writer.buffer,
+   *   ctrl,
+   *   mainCtrl,
+   *   toMain: { postMessage() {} },
+   * });
+   * mmu.beginTransaction();
+   * mmu.translate(0x20, 0x1000, 4, "read");
+   * mmu.endTransaction();
+   * equal(Atomics.load(ctrl, TargetCtrl.MMU_HITS), 1); // counters published for main
+   * ```
+   */
   endTransaction(): void {
     if (this.#depth === 0 || --this.#depth > 0) return;
     const c = this.counters;
@@ -250,13 +345,57 @@ export class SnapshotMmu implements Mmu {
    * @param rid Requester id.
    * @param iova Start of the range.
    * @param length Bytes.
+   *
+   * @example
+   * ```ts
+   * import { type PrefetchMessage, SnapshotMmu } from "./snapshot_mmu.ts";
+   * import { SnapshotWriter } from "./iotlb_snapshot.ts";
+   * import { DteState } from "../shared/layout.ts";
+   * import { deepEqual } from "node:assert/strict";
+   * const writer = new SnapshotWriter();
+   * writer.setDte({
+   *   rid: 0x20, state: DteState.Translate, perms: 0, domain: 1, exclusion: undefined,
+   * });
+   * writer.insert({
+   *   rid: 0x20, shift: 12, iovaBase: 0x5000, physBase: 0x9000, perms: 3, domain: 1,
+   * });
+   * const hints: PrefetchMessage[] = [];
+   * const mmu = new SnapshotMmu({
+   *   snapshot: writer.buffer,
+   *   ctrl: new Int32Array(new SharedArrayBuffer(64)),
+   *   mainCtrl: new Int32Array(new SharedArrayBuffer(64)),
+   *   toMain: { postMessage() {} },
+   *   sendPrefetch: (m) => hints.push(m),
+   * });
+   * mmu.prefetch(0x20, 0x5000, 0x2000); // first page cached: no hint
+   * mmu.prefetch(0x20, 0x8000, 0x2000);
+   * deepEqual(hints, [{ type: "prefetch", rid: 0x20, iova: 0x8000, length: 0x2000 }]);
+   * ```
    */
   prefetch(rid: number, iova: number, length: number): void {
     if (!this.#sendPrefetch || this.#find(rid, iova) !== undefined) return;
     this.#sendPrefetch({ type: "prefetch", rid, iova, length });
   }
 
-  /** Between transactions (idle): acknowledge what can be acknowledged. */
+  /**
+   * Between transactions (idle): acknowledge what can be acknowledged.
+   *
+   * @example
+   * ```ts
+   * import { SnapshotMmu } from "./snapshot_mmu.ts";
+   * import { SnapshotWriter } from "./iotlb_snapshot.ts";
+   * import { TargetCtrl } from "../shared/layout.ts";
+   * import { equal } from "node:assert/strict";
+   * const ctrl = new Int32Array(new SharedArrayBuffer(64));
+   * const mainCtrl = new Int32Array(new SharedArrayBuffer(64));
+   * const snapshot = new SnapshotWriter().buffer;
+   * const mmu = new SnapshotMmu({ snapshot, ctrl, mainCtrl, toMain: { postMessage() {} } });
+   * Atomics.store(ctrl, TargetCtrl.INV_REQ_GEN, 4);
+   * mmu.poll();
+   * equal(Atomics.load(ctrl, TargetCtrl.INV_ACK_GEN), 4);
+   * equal(mmu.counters.invalidations, 1);
+   * ```
+   */
   poll(): void {
     this.#catchUp();
   }
@@ -265,6 +404,26 @@ export class SnapshotMmu implements Mmu {
    * Handles an invalidation message from the main isolate.
    *
    * @param message The message.
+   *
+   * @example A live mapping holds the acknowledgement until it is released
+   * ```ts
+   * import { SnapshotMmu } from "./snapshot_mmu.ts";
+   * import { SnapshotWriter } from "./iotlb_snapshot.ts";
+   * import { TargetCtrl } from "../shared/layout.ts";
+   * import { equal } from "node:assert/strict";
+   * const ctrl = new Int32Array(new SharedArrayBuffer(64));
+   * const mainCtrl = new Int32Array(new SharedArrayBuffer(64));
+   * const snapshot = new SnapshotWriter().buffer;
+   * const mmu = new SnapshotMmu({ snapshot, ctrl, mainCtrl, toMain: { postMessage() {} } });
+   * let told = 0;
+   * const pin = mmu.pin(0x20, 0x5000, 0x1000, () => told++);
+   * Atomics.store(ctrl, TargetCtrl.INV_REQ_GEN, 1);
+   * mmu.onInvalidation({ type: "invalidate", gen: 1, scope: { kind: "all" } });
+   * equal(told, 1);
+   * equal(mmu.pending, true);
+   * pin.release();
+   * equal(mmu.pending, false);
+   * ```
    */
   onInvalidation(message: InvalidationMessage): void {
     for (const pin of this.#pins) {
@@ -317,6 +476,32 @@ export class SnapshotMmu implements Mmu {
    * @param _length Requested length (answers cover their whole page).
    * @param access Read or write.
    * @returns The translation or the fault.
+   *
+   * @example
+   * ```ts
+   * import { SnapshotMmu } from "./snapshot_mmu.ts";
+   * import { SnapshotWriter } from "./iotlb_snapshot.ts";
+   * import { DteState } from "../shared/layout.ts";
+   * import { deepEqual } from "node:assert/strict";
+   * const writer = new SnapshotWriter();
+   * writer.setDte({
+   *   rid: 0x20, state: DteState.Translate, perms: 0, domain: 1, exclusion: undefined,
+   * });
+   * writer.insert({
+   *   rid: 0x20, shift: 12, iovaBase: 0x5000, physBase: 0x9000, perms: 1, domain: 1,
+   * });
+   * const mmu = new SnapshotMmu({
+   *   snapshot: writer.buffer,
+   *   ctrl: new Int32Array(new SharedArrayBuffer(64)),
+   *   mainCtrl: new Int32Array(new SharedArrayBuffer(64)),
+   *   toMain: { postMessage() {} },
+   *   missTimeoutMs: 1, // no main isolate answers misses here
+   * });
+   * deepEqual({ ...mmu.translate(0x20, 0x5010, 4, "read") }, {
+   *   ok: true, address: 0x9010, length: 0xff0, permissions: 1,
+   * });
+   * deepEqual(mmu.translate(0x20, 0x5010, 4, "write"), { ok: false, kind: "no-translation" });
+   * ```
    */
   translate(rid: number, iova: number, _length: number, access: DmaAccess): MmuResult {
     const need = ACCESS_BITS[access];
@@ -348,6 +533,32 @@ export class SnapshotMmu implements Mmu {
    * @param iova The address.
    * @param access Read or write.
    * @returns The translation, or `undefined` when not cached or not permitted.
+   *
+   * @example
+   * ```ts
+   * import { SnapshotMmu } from "./snapshot_mmu.ts";
+   * import { SnapshotWriter } from "./iotlb_snapshot.ts";
+   * import { DteState } from "../shared/layout.ts";
+   * import { equal } from "node:assert/strict";
+   * const writer = new SnapshotWriter();
+   * writer.setDte({
+   *   rid: 0x20, state: DteState.Translate, perms: 0, domain: 1, exclusion: undefined,
+   * });
+   * writer.insert({
+   *   rid: 0x20, shift: 12, iovaBase: 0x5000, physBase: 0x9000, perms: 1, domain: 1,
+   * });
+   * const ctrl = new Int32Array(new SharedArrayBuffer(64));
+   * const mainCtrl = new Int32Array(new SharedArrayBuffer(64));
+   * const mmu = new SnapshotMmu({
+   *   snapshot: writer.buffer,
+   *   ctrl,
+   *   mainCtrl,
+   *   toMain: { postMessage() {} },
+   * });
+   * equal(mmu.translateCached(0x20, 0x5800, "read")?.address, 0x9800);
+   * equal(mmu.translateCached(0x20, 0x5800, "write"), undefined); // read-only page
+   * equal(mmu.translateCached(0x20, 0x7000, "read"), undefined); // not cached: no miss request
+   * ```
    */
   translateCached(rid: number, iova: number, access: DmaAccess): Translation | undefined {
     const entry = this.#find(rid, iova);
@@ -474,6 +685,25 @@ export class SnapshotMmu implements Mmu {
    * @param length Length.
    * @param onInvalidate Called once if an invalidation covers it.
    * @returns The pin.
+   *
+   * @example Only invalidations that cover the mapping call back
+   * ```ts
+   * import { SnapshotMmu } from "./snapshot_mmu.ts";
+   * import { SnapshotWriter } from "./iotlb_snapshot.ts";
+   * import { TargetCtrl } from "../shared/layout.ts";
+   * import { equal } from "node:assert/strict";
+   * const ctrl = new Int32Array(new SharedArrayBuffer(64));
+   * const mainCtrl = new Int32Array(new SharedArrayBuffer(64));
+   * const snapshot = new SnapshotWriter().buffer;
+   * const mmu = new SnapshotMmu({ snapshot, ctrl, mainCtrl, toMain: { postMessage() {} } });
+   * let told = false;
+   * mmu.pin(0x20, 0x5000, 0x1000, () => (told = true));
+   * Atomics.store(ctrl, TargetCtrl.INV_REQ_GEN, 1);
+   * const scope = { kind: "device", rid: 0x20, start: 0x9000, end: 0x9fff } as const;
+   * mmu.onInvalidation({ type: "invalidate", gen: 1, scope });
+   * equal(told, false);
+   * equal(mmu.pending, false); // acknowledged without waiting for the mapping
+   * ```
    */
   pin(rid: number, iova: number, length: number, onInvalidate: () => void): MmuPin {
     const pin: Pin = {

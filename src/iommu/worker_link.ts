@@ -213,7 +213,39 @@ export class WorkerLink {
     }
   }
 
-  /** Whether the worker is alive. */
+  /**
+   * Whether the worker is alive.
+   *
+   * @example
+   * ```ts
+   * import { type TranslationSource, WorkerLink } from "./worker_link.ts";
+   * import { MainHub } from "../machine/main_hub.ts";
+   * import { DteState, TARGET_BLOCK_WORDS, TargetCtrl, TargetState } from "../shared/layout.ts";
+   * import { equal } from "node:assert/strict";
+   * const page = { shift: 12, perms: 3, domain: 1 };
+   * const source: TranslationSource = { // maps each page to twice its IOVA
+   *   resolve: () => ({ ok: false, kind: "no-translation" }),
+   *   fill: (rid, iova) => ({
+   *     dte: { rid, state: DteState.Translate, perms: 0, domain: 1, exclusion: undefined },
+   *     translations: [{ ...page, rid, iovaBase: iova, physBase: 2 * iova }],
+   *   }),
+   * };
+   * const hub = new MainHub();
+   * const ctrl = new Int32Array(new SharedArrayBuffer(TARGET_BLOCK_WORDS * 4));
+   * Atomics.store(ctrl, TargetCtrl.STATE, TargetState.Running); // the worker is up
+   * const { port1: port, port2 } = new MessageChannel();
+   * const link = new WorkerLink(hub, {
+   *   id: "dev0", rids: [0x20], ctrl, port, wake: () => undefined, source,
+   * });
+   * equal(link.alive, true);
+   * Atomics.store(ctrl, TargetCtrl.STATE, TargetState.Failed); // the worker died
+   * equal(link.alive, false);
+   * equal(await link.invalidate({ kind: "all" }, 1000), "failed");
+   * link.close();
+   * hub.close();
+   * port2.close();
+   * ```
+   */
   get alive(): boolean {
     return Atomics.load(this.#ctrl, TargetCtrl.STATE) === TargetState.Running;
   }
@@ -269,6 +301,36 @@ export class WorkerLink {
    *
    * @param rid Requester id.
    * @param iova Address.
+   *
+   * @example
+   * ```ts
+   * import { type TranslationSource, WorkerLink } from "./worker_link.ts";
+   * import { MainHub } from "../machine/main_hub.ts";
+   * import { DteState, TARGET_BLOCK_WORDS, TargetCtrl, TargetState } from "../shared/layout.ts";
+   * import { equal } from "node:assert/strict";
+   * const page = { shift: 12, perms: 3, domain: 1 };
+   * const source: TranslationSource = { // maps each page to twice its IOVA
+   *   resolve: () => ({ ok: false, kind: "no-translation" }),
+   *   fill: (rid, iova) => ({
+   *     dte: { rid, state: DteState.Translate, perms: 0, domain: 1, exclusion: undefined },
+   *     translations: [{ ...page, rid, iovaBase: iova, physBase: 2 * iova }],
+   *   }),
+   * };
+   * const hub = new MainHub();
+   * const ctrl = new Int32Array(new SharedArrayBuffer(TARGET_BLOCK_WORDS * 4));
+   * Atomics.store(ctrl, TargetCtrl.STATE, TargetState.Running); // the worker is up
+   * const { port1: port, port2 } = new MessageChannel();
+   * const link = new WorkerLink(hub, {
+   *   id: "dev0", rids: [0x20], ctrl, port, wake: () => undefined, source,
+   * });
+   * link.prefetch(0x20, 0x10000);
+   * equal(link.snapshot.translations()[0]?.physBase, 0x20000);
+   * link.prefetch(0x28, 0x10000); // not one of this worker's requesters
+   * equal(link.snapshot.size, 1);
+   * link.close();
+   * hub.close();
+   * port2.close();
+   * ```
    */
   prefetch(rid: number, iova: number): void {
     if (this.rids.includes(rid) && this.alive) this.#publish(rid, iova);
@@ -279,6 +341,37 @@ export class WorkerLink {
    *
    * @param scope The scope.
    * @returns `true` when the worker must be told.
+   *
+   * @example
+   * ```ts
+   * import { type TranslationSource, WorkerLink } from "./worker_link.ts";
+   * import { MainHub } from "../machine/main_hub.ts";
+   * import { DteState, TARGET_BLOCK_WORDS, TargetCtrl, TargetState } from "../shared/layout.ts";
+   * import { equal } from "node:assert/strict";
+   * const page = { shift: 12, perms: 3, domain: 1 };
+   * const source: TranslationSource = { // maps each page to twice its IOVA
+   *   resolve: () => ({ ok: false, kind: "no-translation" }),
+   *   fill: (rid, iova) => ({
+   *     dte: { rid, state: DteState.Translate, perms: 0, domain: 1, exclusion: undefined },
+   *     translations: [{ ...page, rid, iovaBase: iova, physBase: 2 * iova }],
+   *   }),
+   * };
+   * const hub = new MainHub();
+   * const ctrl = new Int32Array(new SharedArrayBuffer(TARGET_BLOCK_WORDS * 4));
+   * Atomics.store(ctrl, TargetCtrl.STATE, TargetState.Running); // the worker is up
+   * const { port1: port, port2 } = new MessageChannel();
+   * const link = new WorkerLink(hub, {
+   *   id: "dev0", rids: [0x20], ctrl, port, wake: () => undefined, source,
+   * });
+   * equal(link.concerns({ kind: "all" }), true);
+   * equal(link.concerns({ kind: "device", rid: 0x28, start: 0, end: 0xfff }), false);
+   * equal(link.concerns({ kind: "domain", domain: 1, start: 0, end: 0xfff }), false);
+   * link.prefetch(0x20, 0x10000); // now the snapshot holds domain 1
+   * equal(link.concerns({ kind: "domain", domain: 1, start: 0, end: 0xfff }), true);
+   * link.close();
+   * hub.close();
+   * port2.close();
+   * ```
    */
   concerns(scope: InvalidationScope): boolean {
     switch (scope.kind) {
@@ -299,6 +392,38 @@ export class WorkerLink {
    * @param scope What to invalidate.
    * @param timeoutMs The InvTimeOut in ms (`Infinity` for none).
    * @returns How it ended.
+   *
+   * @example Without an acknowledgement the InvTimeOut expires
+   * ```ts
+   * import { type TranslationSource, WorkerLink } from "./worker_link.ts";
+   * import { MainHub } from "../machine/main_hub.ts";
+   * import { DteState, TARGET_BLOCK_WORDS, TargetCtrl, TargetState } from "../shared/layout.ts";
+   * import { equal } from "node:assert/strict";
+   * const page = { shift: 12, perms: 3, domain: 1 };
+   * const source: TranslationSource = { // maps each page to twice its IOVA
+   *   resolve: () => ({ ok: false, kind: "no-translation" }),
+   *   fill: (rid, iova) => ({
+   *     dte: { rid, state: DteState.Translate, perms: 0, domain: 1, exclusion: undefined },
+   *     translations: [{ ...page, rid, iovaBase: iova, physBase: 2 * iova }],
+   *   }),
+   * };
+   * const hub = new MainHub();
+   * const ctrl = new Int32Array(new SharedArrayBuffer(TARGET_BLOCK_WORDS * 4));
+   * Atomics.store(ctrl, TargetCtrl.STATE, TargetState.Running); // the worker is up
+   * const { port1: port, port2 } = new MessageChannel();
+   * const link = new WorkerLink(hub, {
+   *   id: "dev0", rids: [0x20], ctrl, port, wake: () => undefined, source,
+   * });
+   * link.prefetch(0x20, 0x10000);
+   * // No worker side acknowledges here: the entry goes at once, the wait times out.
+   * const scope = { kind: "device", rid: 0x20, start: 0, end: 0xfffff } as const;
+   * equal(await link.invalidate(scope, 10), "timed-out");
+   * equal(link.snapshot.size, 0);
+   * equal(link.counters.timeouts, 1);
+   * link.close();
+   * hub.close();
+   * port2.close();
+   * ```
    */
   async invalidate(scope: InvalidationScope, timeoutMs: number): Promise<InvalidationOutcome> {
     if (!this.alive) return "failed";
@@ -344,6 +469,38 @@ export class WorkerLink {
    * (INVALIDATE_DEVTAB_ENTRY).
    *
    * @param rid Requester id.
+   *
+   * @example
+   * ```ts
+   * import { type TranslationSource, WorkerLink } from "./worker_link.ts";
+   * import { SnapshotReader } from "./iotlb_snapshot.ts";
+   * import { MainHub } from "../machine/main_hub.ts";
+   * import { DteState, TARGET_BLOCK_WORDS, TargetCtrl, TargetState } from "../shared/layout.ts";
+   * import { equal } from "node:assert/strict";
+   * const page = { shift: 12, perms: 3, domain: 1 };
+   * const source: TranslationSource = { // maps each page to twice its IOVA
+   *   resolve: () => ({ ok: false, kind: "no-translation" }),
+   *   fill: (rid, iova) => ({
+   *     dte: { rid, state: DteState.Translate, perms: 0, domain: 1, exclusion: undefined },
+   *     translations: [{ ...page, rid, iovaBase: iova, physBase: 2 * iova }],
+   *   }),
+   * };
+   * const hub = new MainHub();
+   * const ctrl = new Int32Array(new SharedArrayBuffer(TARGET_BLOCK_WORDS * 4));
+   * Atomics.store(ctrl, TargetCtrl.STATE, TargetState.Running); // the worker is up
+   * const { port1: port, port2 } = new MessageChannel();
+   * const link = new WorkerLink(hub, {
+   *   id: "dev0", rids: [0x20], ctrl, port, wake: () => undefined, source,
+   * });
+   * link.prefetch(0x20, 0x10000);
+   * link.dropDevice(0x20);
+   * const reader = new SnapshotReader(link.snapshot.buffer);
+   * equal(reader.dte(0x20), undefined);
+   * equal(reader.lookup(0x20, 0x10000), undefined);
+   * link.close();
+   * hub.close();
+   * port2.close();
+   * ```
    */
   dropDevice(rid: number): void {
     this.snapshot.clearDte(rid);
@@ -353,6 +510,35 @@ export class WorkerLink {
   /**
    * Publishes a pass-through record for every requester (IOMMU disabled):
    * used when the IOMMU is switched off, so workers stop asking.
+   *
+   * @example
+   * ```ts
+   * import { type TranslationSource, WorkerLink } from "./worker_link.ts";
+   * import { SnapshotReader } from "./iotlb_snapshot.ts";
+   * import { MainHub } from "../machine/main_hub.ts";
+   * import { DteState, TARGET_BLOCK_WORDS, TargetCtrl, TargetState } from "../shared/layout.ts";
+   * import { equal } from "node:assert/strict";
+   * const page = { shift: 12, perms: 3, domain: 1 };
+   * const source: TranslationSource = { // maps each page to twice its IOVA
+   *   resolve: () => ({ ok: false, kind: "no-translation" }),
+   *   fill: (rid, iova) => ({
+   *     dte: { rid, state: DteState.Translate, perms: 0, domain: 1, exclusion: undefined },
+   *     translations: [{ ...page, rid, iovaBase: iova, physBase: 2 * iova }],
+   *   }),
+   * };
+   * const hub = new MainHub();
+   * const ctrl = new Int32Array(new SharedArrayBuffer(TARGET_BLOCK_WORDS * 4));
+   * Atomics.store(ctrl, TargetCtrl.STATE, TargetState.Running); // the worker is up
+   * const { port1: port, port2 } = new MessageChannel();
+   * const link = new WorkerLink(hub, {
+   *   id: "dev0", rids: [0x20], ctrl, port, wake: () => undefined, source,
+   * });
+   * link.publishPassThrough();
+   * equal(new SnapshotReader(link.snapshot.buffer).dte(0x20)?.state, DteState.PassThrough);
+   * link.close();
+   * hub.close();
+   * port2.close();
+   * ```
    */
   publishPassThrough(): void {
     for (const rid of this.rids) {
@@ -366,7 +552,39 @@ export class WorkerLink {
     }
   }
 
-  /** Closes the channel. */
+  /**
+   * Closes the channel.
+   *
+   * @example
+   * ```ts
+   * import { type TranslationSource, WorkerLink } from "./worker_link.ts";
+   * import { MainHub } from "../machine/main_hub.ts";
+   * import { DteState, TARGET_BLOCK_WORDS, TargetCtrl, TargetState } from "../shared/layout.ts";
+   * import { equal } from "node:assert/strict";
+   * const page = { shift: 12, perms: 3, domain: 1 };
+   * const source: TranslationSource = { // maps each page to twice its IOVA
+   *   resolve: () => ({ ok: false, kind: "no-translation" }),
+   *   fill: (rid, iova) => ({
+   *     dte: { rid, state: DteState.Translate, perms: 0, domain: 1, exclusion: undefined },
+   *     translations: [{ ...page, rid, iovaBase: iova, physBase: 2 * iova }],
+   *   }),
+   * };
+   * const hub = new MainHub();
+   * const ctrl = new Int32Array(new SharedArrayBuffer(TARGET_BLOCK_WORDS * 4));
+   * Atomics.store(ctrl, TargetCtrl.STATE, TargetState.Running); // the worker is up
+   * const { port1: port, port2 } = new MessageChannel();
+   * const link = new WorkerLink(hub, {
+   *   id: "dev0", rids: [0x20], ctrl, port, wake: () => undefined, source,
+   * });
+   * link.close();
+   * port2.postMessage({ type: "prefetch", rid: 0x20, iova: 0x10000, length: 0x1000 });
+   * await new Promise((resolve) => setTimeout(resolve, 10));
+   * equal(link.counters.fills, 0); // the worker's hints no longer arrive
+   * link.close();
+   * hub.close();
+   * port2.close();
+   * ```
+   */
   close(): void {
     this.#port.close();
   }

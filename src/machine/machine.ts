@@ -458,6 +458,24 @@ export class Machine {
    *
    * @param options Name, space, size, base and handlers.
    * @returns The region id in the address map.
+   *
+   * @example A scratch I/O port served by the main isolate
+   * ```ts
+   * import { Machine } from "./machine.ts";
+   * import { equal } from "node:assert/strict";
+   * await using machine = await Machine.create();
+   * let latch = 0x42n;
+   * machine.addLocalRegion({
+   *   name: "scratch",
+   *   space: "pio",
+   *   size: 1,
+   *   base: 0x510,
+   *   region: { read: () => latch, write: (_offset, _size, value) => void (latch = value) },
+   * });
+   * equal(await machine.in(0x510, 1), 0x42);
+   * await machine.out(0x510, 1, 0x17);
+   * equal(latch, 0x17n);
+   * ```
    */
   addLocalRegion(options: {
     name: string;
@@ -742,7 +760,21 @@ export class Machine {
     }
   }
 
-  /** The network backends (after start). */
+  /**
+   * The network backends (after start).
+   *
+   * @example
+   * ```ts
+   * import { Machine } from "./machine.ts";
+   * import { deepEqual, equal } from "node:assert/strict";
+   * await using machine = new Machine({
+   *   netdevs: [{ type: "hub", id: "net0", properties: { hubid: "7" } }],
+   * });
+   * equal(machine.netdevs.length, 0); // backends are created by start
+   * await machine.start();
+   * deepEqual(machine.netdevs.map((n) => n.id), ["net0"]);
+   * ```
+   */
   get netdevs(): readonly Netdev[] {
     return this.#netdevs;
   }
@@ -885,12 +917,38 @@ export class Machine {
     return device.host.failed;
   }
 
-  /** The DMA injector, for machines built with `dmaInject` (fuzzing). */
+  /**
+   * The DMA injector, for machines built with `dmaInject` (fuzzing).
+   *
+   * @example
+   * ```ts
+   * import { Machine } from "./machine.ts";
+   * import { equal, ok } from "node:assert/strict";
+   * await using fuzzed = new Machine({ dmaInject: { patterns: [] } });
+   * ok(fuzzed.dmaInjector);
+   * await using plain = new Machine();
+   * equal(plain.dmaInjector, undefined);
+   * ```
+   */
   get dmaInjector(): DmaInjector | undefined {
     return this.#injector;
   }
 
-  /** The IOMMU, when the machine has one. */
+  /**
+   * The IOMMU, when the machine has one.
+   *
+   * @example
+   * ```ts
+   * import { Machine } from "./machine.ts";
+   * import { equal, ok } from "node:assert/strict";
+   * await using machine = await Machine.create({ devices: [{ type: "amd-iommu" }] });
+   * const iommu = machine.iommu;
+   * ok(iommu);
+   * equal(iommu.enabled, false); // until the guest driver sets Control.IommuEn
+   * // The registers the CPU sees through the MMIO window:
+   * equal(await machine.read(iommu.mmioBase + 0x30, 8), iommu.readRegister(0x30, 8));
+   * ```
+   */
   get iommu(): AmdViIommu | undefined {
     return this.#iommu;
   }
@@ -975,7 +1033,20 @@ export class Machine {
     });
   }
 
-  /** Starts every device worker. */
+  /**
+   * Starts every device worker.
+   *
+   * @example Construct, then start (Machine.create does both)
+   * ```ts
+   * import { Machine } from "./machine.ts";
+   * import { equal, rejects } from "node:assert/strict";
+   * await using machine = new Machine({ devices: [{ type: "edu", addr: "04.0" }] });
+   * await rejects(machine.queryDevicePermissions("edu0", [{ name: "net" }]), /not running/);
+   * await machine.start();
+   * await machine.start(); // a second start does nothing
+   * equal((await machine.queryDevicePermissions("edu0", [{ name: "net" }])).length, 1);
+   * ```
+   */
   async start(): Promise<void> {
     if (this.#started) return;
     this.#started = true;
@@ -1031,6 +1102,30 @@ export class Machine {
    * order (machines built with `dmaTrace`, or tracing `dma`).
    *
    * @param listener Called with the transaction and where its device sits.
+   *
+   * @example
+   * ```ts
+   * import { Machine } from "./machine.ts";
+   * import { deepEqual } from "node:assert/strict";
+   * await using machine = await Machine.create({
+   *   devices: [{ type: "edu", addr: "04.0" }],
+   *   dmaTrace: true,
+   * });
+   * const seen: string[] = [];
+   * machine.onDmaTransaction((t, where) => seen.push(`${where.address} ${t.access} ${t.length}`));
+   * await machine.out(0xcf8, 4, 0x8000_2010); // 00:04.0 BAR0
+   * await machine.out(0xcfc, 4, 0xfe00_0000);
+   * await machine.out(0xcf8, 4, 0x8000_2004); // command: memory decoding, bus mastering
+   * await machine.out(0xcfc, 2, 0x0006);
+   * await machine.write(0xfe00_0080, 8, 0x1_0000n); // edu DMA source: RAM
+   * await machine.write(0xfe00_0088, 8, 0x4_0000n); // destination: edu's buffer
+   * await machine.write(0xfe00_0090, 8, 64n); // count
+   * await machine.write(0xfe00_0098, 8, 1n); // start: RAM to device
+   * await machine.read(0xfe00_0098, 8); // answered once the DMA is done
+   * machine.drainDmaTrace();
+   * machine.drainDmaTrace(); // a drain without new records completes the transaction
+   * deepEqual(seen, ["00:04.0 read 64"]);
+   * ```
    */
   onDmaTransaction(listener: (transaction: DmaTransaction, device: DmaTraceDevice) => void): void {
     this.#groupTransactions();
@@ -1044,6 +1139,31 @@ export class Machine {
    * {@linkcode Machine.drainDmaTrace}.
    *
    * @param listener Called with the device id and its new records.
+   *
+   * @example
+   * ```ts
+   * import { Machine } from "./machine.ts";
+   * import { deepEqual } from "node:assert/strict";
+   * await using machine = await Machine.create({
+   *   devices: [{ type: "edu", addr: "04.0" }],
+   *   dmaTrace: true,
+   * });
+   * const seen: string[] = [];
+   * machine.onDmaTrace((device, records) =>
+   *   seen.push(...records.map((r) => `${device} 0x${r.iova.toString(16)}`))
+   * );
+   * await machine.out(0xcf8, 4, 0x8000_2010); // 00:04.0 BAR0
+   * await machine.out(0xcfc, 4, 0xfe00_0000);
+   * await machine.out(0xcf8, 4, 0x8000_2004); // command: memory decoding, bus mastering
+   * await machine.out(0xcfc, 2, 0x0006);
+   * await machine.write(0xfe00_0080, 8, 0x1_0000n); // edu DMA source: RAM
+   * await machine.write(0xfe00_0088, 8, 0x4_0000n); // destination: edu's buffer
+   * await machine.write(0xfe00_0090, 8, 64n); // count
+   * await machine.write(0xfe00_0098, 8, 1n); // start: RAM to device
+   * await machine.read(0xfe00_0098, 8); // answered once the DMA is done
+   * deepEqual(machine.drainDmaTrace(), []); // the listener took the records
+   * deepEqual(seen, ["edu0 0x10000"]);
+   * ```
    */
   onDmaTrace(listener: (device: string, records: readonly DmaTraceRecord[]) => void): void {
     this.#traceListeners.push(listener);
@@ -1053,13 +1173,61 @@ export class Machine {
    * Drains every device's trace ring now and returns what no listener took.
    *
    * @returns The records with their device ids, in drain order.
+   *
+   * @example
+   * ```ts
+   * import { Machine } from "./machine.ts";
+   * import { equal } from "node:assert/strict";
+   * await using machine = await Machine.create({
+   *   devices: [{ type: "edu", addr: "04.0" }],
+   *   dmaTrace: true,
+   * });
+   * await machine.out(0xcf8, 4, 0x8000_2010); // 00:04.0 BAR0
+   * await machine.out(0xcfc, 4, 0xfe00_0000);
+   * await machine.out(0xcf8, 4, 0x8000_2004); // command: memory decoding, bus mastering
+   * await machine.out(0xcfc, 2, 0x0006);
+   * await machine.write(0xfe00_0080, 8, 0x1_0000n); // edu DMA source: RAM
+   * await machine.write(0xfe00_0088, 8, 0x4_0000n); // destination: edu's buffer
+   * await machine.write(0xfe00_0090, 8, 64n); // count
+   * await machine.write(0xfe00_0098, 8, 1n); // start: RAM to device
+   * await machine.read(0xfe00_0098, 8); // answered once the DMA is done
+   * const [record] = machine.drainDmaTrace();
+   * equal(record?.device, "edu0");
+   * equal(record?.access, "read");
+   * equal(record?.address, 0x1_0000);
+   * equal(record?.length, 64);
+   * equal(machine.drainDmaTrace().length, 0);
+   * ```
    */
   drainDmaTrace(): Array<DmaTraceRecord & { device: string }> {
     this.#drainTrace();
     return this.#traceBacklog.splice(0);
   }
 
-  /** Records dropped because a trace ring was full. */
+  /**
+   * Records dropped because a trace ring was full.
+   *
+   * @example
+   * ```ts
+   * import { Machine } from "./machine.ts";
+   * import { equal } from "node:assert/strict";
+   * await using machine = await Machine.create({
+   *   devices: [{ type: "edu", addr: "04.0" }],
+   *   dmaTrace: { capacity: 2, intervalMs: 60_000 }, // a tiny ring, drained only on demand
+   * });
+   * await machine.out(0xcf8, 4, 0x8000_2010); // 00:04.0 BAR0
+   * await machine.out(0xcfc, 4, 0xfe00_0000);
+   * await machine.out(0xcf8, 4, 0x8000_2004); // command: memory decoding, bus mastering
+   * await machine.out(0xcfc, 2, 0x0006);
+   * await machine.write(0xfe00_0080, 8, 0x1_0000n); // edu DMA source: RAM
+   * await machine.write(0xfe00_0088, 8, 0x4_0000n); // destination: edu's buffer
+   * await machine.write(0xfe00_0090, 8, 64n); // count
+   * for (let i = 0; i < 3; i++) await machine.write(0xfe00_0098, 8, 1n); // three DMAs
+   * await machine.read(0xfe00_0098, 8);
+   * equal(machine.dmaTraceDropped, 1);
+   * equal(machine.drainDmaTrace().length, 2);
+   * ```
+   */
   get dmaTraceDropped(): number {
     return this.#traceReaders.reduce((sum, r) => sum + r.reader.dropped, 0);
   }
@@ -1068,6 +1236,15 @@ export class Machine {
    * Advances the trace epoch (see {@linkcode Guest.traceMark}).
    *
    * @returns The new epoch.
+   *
+   * @example
+   * ```ts
+   * import { Machine } from "./machine.ts";
+   * import { equal } from "node:assert/strict";
+   * await using machine = await Machine.create();
+   * equal(machine.traceMark(), 1); // DMA records written from now on carry epoch 1
+   * equal(machine.traceMark(), 2);
+   * ```
    */
   traceMark(): number {
     return Atomics.add(new Int32Array(this.#machineBlock), MachineBlock.TRACE_EPOCH, 1) + 1;
@@ -1142,6 +1319,20 @@ export class Machine {
    * @param descriptors What to ask about.
    * @returns One state per descriptor, in order.
    * @throws {Error} When there is no such device or its worker is not running.
+   *
+   * @example
+   * ```ts
+   * import { Machine } from "./machine.ts";
+   * import { deepEqual, rejects } from "node:assert/strict";
+   * await using machine = await Machine.create({
+   *   devices: [{ type: "edu", addr: "04.0" }],
+   *   narrowWorkerPermissions: true,
+   * });
+   * // edu's worker holds no permission: each query answers "prompt", never "granted".
+   * const asked: Deno.PermissionDescriptor[] = [{ name: "net" }, { name: "read" }];
+   * deepEqual(await machine.queryDevicePermissions("edu0", asked), ["prompt", "prompt"]);
+   * await rejects(machine.queryDevicePermissions("nic0", asked), /No device with id 'nic0'/);
+   * ```
    */
   queryDevicePermissions(
     id: string,

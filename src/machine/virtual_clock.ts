@@ -42,7 +42,17 @@ export class VirtualClock {
     this.#qtest = options.qtest ?? false;
   }
 
-  /** Whether the clock is under qtest control. */
+  /**
+   * Whether the clock is under qtest control.
+   *
+   * @example
+   * ```ts
+   * import { VirtualClock } from "./virtual_clock.ts";
+   * import { equal } from "node:assert/strict";
+   * equal(new VirtualClock({ qtest: true }).qtest, true);
+   * equal(new VirtualClock().qtest, false);
+   * ```
+   */
   get qtest(): boolean {
     return this.#qtest;
   }
@@ -51,6 +61,19 @@ export class VirtualClock {
    * The current virtual time in nanoseconds.
    *
    * @returns Nanoseconds since the machine started.
+   *
+   * @example
+   * ```ts
+   * import { VirtualClock } from "./virtual_clock.ts";
+   * import { equal, ok } from "node:assert/strict";
+   * const stopped = new VirtualClock({ qtest: true });
+   * equal(stopped.now(), 0n); // moves only when stepped
+   * stopped.step(250n);
+   * equal(stopped.now(), 250n);
+   * const running = new VirtualClock();
+   * const t = running.now();
+   * ok(running.now() >= t); // follows the host's monotonic clock
+   * ```
    */
   now(): bigint {
     if (!this.#qtest) {
@@ -66,6 +89,20 @@ export class VirtualClock {
    *
    * @param deadline Virtual time in ns.
    * @param callback The callback.
+   *
+   * @example
+   * ```ts
+   * import { VirtualClock } from "./virtual_clock.ts";
+   * import { deepEqual } from "node:assert/strict";
+   * const clock = new VirtualClock({ qtest: true });
+   * const fired: string[] = [];
+   * clock.setTimer(300n, () => fired.push("late"));
+   * clock.setTimer(100n, () => fired.push("early"));
+   * clock.set(200n);
+   * deepEqual(fired, ["early"]);
+   * clock.set(300n);
+   * deepEqual(fired, ["early", "late"]);
+   * ```
    */
   setTimer(deadline: bigint, callback: () => void): void {
     this.#timers.push({ deadline, callback });
@@ -78,6 +115,18 @@ export class VirtualClock {
    *
    * @param ns Nanoseconds (≥ 0).
    * @returns The new time.
+   *
+   * @example
+   * ```ts
+   * import { VirtualClock } from "./virtual_clock.ts";
+   * import { equal, throws } from "node:assert/strict";
+   * const clock = new VirtualClock({ qtest: true });
+   * equal(clock.step(), 0n); // no timer pending: stays put
+   * clock.setTimer(40n, () => {});
+   * equal(clock.step(), 40n);
+   * equal(clock.step(10n), 50n);
+   * throws(() => clock.step(-1n), RangeError);
+   * ```
    */
   step(ns?: bigint): bigint {
     if (ns === undefined) {
@@ -93,6 +142,18 @@ export class VirtualClock {
    *
    * @param ns Target time.
    * @returns The new time.
+   *
+   * @example
+   * ```ts
+   * import { VirtualClock } from "./virtual_clock.ts";
+   * import { equal } from "node:assert/strict";
+   * const clock = new VirtualClock({ qtest: true });
+   * let fired = false;
+   * clock.setTimer(1_000n, () => (fired = true));
+   * equal(clock.set(2_000n), 2_000n);
+   * equal(fired, true);
+   * equal(clock.set(1_500n), 2_000n); // never goes back
+   * ```
    */
   set(ns: bigint): bigint {
     if (ns > this.#now) this.#now = ns;

@@ -123,6 +123,19 @@ export class PciBus {
    *
    * @param address Where.
    * @param fn The function.
+   *
+   * @example
+   * ```ts
+   * import { PciBus } from "./pci_bus.ts";
+   * import { PciFunction } from "./pci_function.ts";
+   * import { equal, throws } from "node:assert/strict";
+   * const bus = new PciBus();
+   * const edu = new PciFunction({ vendorId: 0x1234, deviceId: 0x11e8, classCode: 0x00ff00 });
+   * bus.add({ device: 4, function: 0 }, edu);
+   * equal(bus.get({ device: 4, function: 0 }), edu);
+   * throws(() => bus.add({ device: 4, function: 0 }, edu), /already in use/);
+   * throws(() => bus.add({ device: 32, function: 0 }, edu), RangeError);
+   * ```
    */
   add(address: PciAddress, fn: PciFunction): void {
     if (
@@ -142,6 +155,15 @@ export class PciBus {
    *
    * @param address Where.
    * @returns The function.
+   *
+   * @example
+   * ```ts
+   * import { PciBus } from "./pci_bus.ts";
+   * import { equal } from "node:assert/strict";
+   * const bus = new PciBus();
+   * equal(bus.get({ device: 0, function: 0 })?.spec.deviceId, 0x29c0); // the host bridge
+   * equal(bus.get({ device: 5, function: 0 }), undefined);
+   * ```
    */
   get(address: PciAddress): PciFunction | undefined {
     return this.#functions.get(requesterId(address));
@@ -152,6 +174,21 @@ export class PciBus {
    *
    * @param from First slot to consider.
    * @returns The slot number.
+   *
+   * @example
+   * ```ts
+   * import { PciBus } from "./pci_bus.ts";
+   * import { PciFunction } from "./pci_function.ts";
+   * import { equal } from "node:assert/strict";
+   * const bus = new PciBus();
+   * equal(bus.freeSlot(), 1);
+   * bus.add(
+   *   { device: 1, function: 0 },
+   *   new PciFunction({ vendorId: 1, deviceId: 2, classCode: 0 }),
+   * );
+   * equal(bus.freeSlot(), 2);
+   * equal(bus.freeSlot(10), 10);
+   * ```
    */
   freeSlot(from = 1): number {
     for (let slot = from; slot < 32; slot++) {
@@ -160,7 +197,18 @@ export class PciBus {
     throw new Error("Cannot add a PCI device: bus 0 has no free slot");
   }
 
-  /** CONFIG_ADDRESS as last written. */
+  /**
+   * CONFIG_ADDRESS as last written.
+   *
+   * @example
+   * ```ts
+   * import { PciBus } from "./pci_bus.ts";
+   * import { equal } from "node:assert/strict";
+   * const bus = new PciBus();
+   * bus.writeAddress(0x80002013);
+   * equal(bus.configAddress, 0x80002010); // bits 1:0 read as 0
+   * ```
+   */
   get configAddress(): number {
     return this.#address;
   }
@@ -169,6 +217,17 @@ export class PciBus {
    * A 32-bit write to CONFIG_ADDRESS.
    *
    * @param value The value; bits 1:0 are read-only 0.
+   *
+   * @example
+   * ```ts
+   * import { PciBus } from "./pci_bus.ts";
+   * import { equal } from "node:assert/strict";
+   * const bus = new PciBus();
+   * bus.writeAddress(0x80000008); // 00:00.0, revision and class
+   * equal(bus.readData(0, 4) >>> 8, 0x060000);
+   * bus.writeAddress(0x00000000); // enable bit clear: nothing answers
+   * equal(bus.readData(0, 4), 0xffffffff);
+   * ```
    */
   writeAddress(value: number): void {
     this.#address = (value & ~0x3) >>> 0;
@@ -189,6 +248,18 @@ export class PciBus {
    * @param offset Byte offset inside the data window (0–3).
    * @param size 1, 2 or 4.
    * @returns The value; all-ones when nothing answers.
+   *
+   * @example
+   * ```ts
+   * import { PciBus } from "./pci_bus.ts";
+   * import { equal } from "node:assert/strict";
+   * const bus = new PciBus();
+   * bus.writeAddress(0x80000000);
+   * equal(bus.readData(0, 2), 0x8086);
+   * equal(bus.readData(3, 1), 0x29);
+   * bus.writeAddress(0x80001800); // 00:03.0: empty slot
+   * equal(bus.readData(0, 2), 0xffff);
+   * ```
    */
   readData(offset: number, size: number): number {
     const t = this.#target(offset);
@@ -202,6 +273,18 @@ export class PciBus {
    * @param offset Byte offset inside the data window (0–3).
    * @param size 1, 2 or 4.
    * @param value The value.
+   *
+   * @example
+   * ```ts
+   * import { PciBus } from "./pci_bus.ts";
+   * import { equal } from "node:assert/strict";
+   * const bus = new PciBus();
+   * bus.writeAddress(0x8000003c); // interrupt line and pin of 00:00.0
+   * bus.writeData(0, 1, 0x0b);
+   * equal(bus.readData(0, 1), 0x0b);
+   * bus.writeData(1, 1, 0x04); // the pin is read-only
+   * equal(bus.readData(1, 1), 0x00);
+   * ```
    */
   writeData(offset: number, size: number, value: number): void {
     const t = this.#target(offset);

@@ -189,7 +189,21 @@ export class PciFunction {
     this.reset();
   }
 
-  /** Restores every register to its reset value. */
+  /**
+   * Restores every register to its reset value.
+   *
+   * @example
+   * ```ts
+   * import { PciFunction } from "./pci_function.ts";
+   * import { equal } from "node:assert/strict";
+   * const fn = new PciFunction({ vendorId: 0x1234, deviceId: 0x11e8, classCode: 0x00ff00 });
+   * fn.write(0x04, 2, 0x0006);
+   * equal(fn.command, 0x0006);
+   * fn.reset();
+   * equal(fn.command, 0);
+   * equal(fn.read(0x00, 2), 0x1234); // identity is kept
+   * ```
+   */
   reset(): void {
     const spec = this.spec;
     const c = this.#config;
@@ -260,6 +274,18 @@ export class PciFunction {
    * Registers a listener for writes (called with the written offset and size).
    *
    * @param listener Called after each write.
+   *
+   * @example
+   * ```ts
+   * import { PciFunction } from "./pci_function.ts";
+   * import { deepEqual } from "node:assert/strict";
+   * const fn = new PciFunction({ vendorId: 0x1234, deviceId: 0x11e8, classCode: 0x00ff00 });
+   * const writes: Array<[number, number]> = [];
+   * fn.onWrite((offset, size) => writes.push([offset, size]));
+   * fn.write(0x04, 2, 0x0002);
+   * fn.write(0x00, 2, 0xffff); // read-only, but still reported
+   * deepEqual(writes, [[0x04, 2], [0x00, 2]]);
+   * ```
    */
   onWrite(listener: (offset: number, size: number) => void): void {
     this.#listeners.push(listener);
@@ -269,6 +295,20 @@ export class PciFunction {
    * Connects the function's INTx pin state, shown in Status bit 3.
    *
    * @param level Returns the current INTx level.
+   *
+   * @example
+   * ```ts
+   * import { PciFunction, PciStatus } from "./pci_function.ts";
+   * import { equal } from "node:assert/strict";
+   * const fn = new PciFunction({
+   *   vendorId: 0x1234, deviceId: 0x11e8, classCode: 0x00ff00, interruptPin: 1,
+   * });
+   * let asserted = false;
+   * fn.setIntxSource(() => asserted);
+   * equal(fn.read(0x06, 2) & PciStatus.INTERRUPT, 0);
+   * asserted = true;
+   * equal(fn.read(0x06, 2) & PciStatus.INTERRUPT, PciStatus.INTERRUPT);
+   * ```
    */
   setIntxSource(level: () => boolean): void {
     this.#intxLevel = level;
@@ -280,6 +320,17 @@ export class PciFunction {
    * @param offset Config-space offset, 0–255.
    * @param size 1, 2 or 4.
    * @returns The value.
+   *
+   * @example
+   * ```ts
+   * import { PciFunction } from "./pci_function.ts";
+   * import { equal } from "node:assert/strict";
+   * const fn = new PciFunction({ vendorId: 0x1234, deviceId: 0x11e8, classCode: 0x00ff00 });
+   * equal(fn.read(0x00, 4), 0x11e81234);
+   * equal(fn.read(0x02, 2), 0x11e8);
+   * equal(fn.read(0x0a, 2), 0x00ff); // subclass and base class
+   * equal(fn.read(0xfe, 4), 0xffff0000); // bytes past 0xff read as 0xff
+   * ```
    */
   read(offset: number, size: number): number {
     let value = 0;
@@ -298,6 +349,18 @@ export class PciFunction {
    * @param offset Config-space offset, 0–255.
    * @param size 1, 2 or 4.
    * @param value The value.
+   *
+   * @example
+   * ```ts
+   * import { PciFunction, PciStatus } from "./pci_function.ts";
+   * import { equal } from "node:assert/strict";
+   * const fn = new PciFunction({ vendorId: 0x1234, deviceId: 0x11e8, classCode: 0x00ff00 });
+   * fn.write(0x00, 2, 0xabcd); // vendor id is read-only
+   * equal(fn.read(0x00, 2), 0x1234);
+   * fn.setStatusBits(PciStatus.RECEIVED_MASTER_ABORT);
+   * fn.write(0x06, 2, PciStatus.RECEIVED_MASTER_ABORT); // write 1 to clear
+   * equal(fn.read(0x06, 2), 0);
+   * ```
    */
   write(offset: number, size: number, value: number): void {
     for (let i = 0; i < size; i++) {
@@ -315,22 +378,68 @@ export class PciFunction {
    * Sets status bits from the device side (e.g. Received Master Abort).
    *
    * @param bits Bits to set.
+   *
+   * @example
+   * ```ts
+   * import { PciFunction, PciStatus } from "./pci_function.ts";
+   * import { equal } from "node:assert/strict";
+   * const fn = new PciFunction({ vendorId: 0x1234, deviceId: 0x11e8, classCode: 0x00ff00 });
+   * fn.setStatusBits(PciStatus.RECEIVED_TARGET_ABORT);
+   * equal(fn.read(0x06, 2), PciStatus.RECEIVED_TARGET_ABORT);
+   * ```
    */
   setStatusBits(bits: number): void {
     this.#set16(PciConfig.STATUS, this.#get16(PciConfig.STATUS) | bits);
   }
 
-  /** The command register. */
+  /**
+   * The command register.
+   *
+   * @example
+   * ```ts
+   * import { PciCommand, PciFunction } from "./pci_function.ts";
+   * import { equal } from "node:assert/strict";
+   * const fn = new PciFunction({ vendorId: 0x1234, deviceId: 0x11e8, classCode: 0x00ff00 });
+   * fn.write(0x04, 2, 0xffff);
+   * // Only IO, MEMORY, BUS_MASTER, SERR and INTX_DISABLE are writable.
+   * equal(fn.command, 0x0507);
+   * equal(fn.command & PciCommand.PARITY, 0);
+   * ```
+   */
   get command(): number {
     return this.#get16(PciConfig.COMMAND);
   }
 
-  /** Whether Bus Master Enable is set. */
+  /**
+   * Whether Bus Master Enable is set.
+   *
+   * @example
+   * ```ts
+   * import { PciCommand, PciFunction } from "./pci_function.ts";
+   * import { equal } from "node:assert/strict";
+   * const fn = new PciFunction({ vendorId: 0x1234, deviceId: 0x11e8, classCode: 0x00ff00 });
+   * equal(fn.busMaster, false);
+   * fn.write(0x04, 2, PciCommand.MEMORY | PciCommand.BUS_MASTER);
+   * equal(fn.busMaster, true);
+   * ```
+   */
   get busMaster(): boolean {
     return (this.command & PciCommand.BUS_MASTER) !== 0;
   }
 
-  /** Whether INTx assertion is disabled by the command register. */
+  /**
+   * Whether INTx assertion is disabled by the command register.
+   *
+   * @example
+   * ```ts
+   * import { PciCommand, PciFunction } from "./pci_function.ts";
+   * import { equal } from "node:assert/strict";
+   * const fn = new PciFunction({ vendorId: 0x1234, deviceId: 0x11e8, classCode: 0x00ff00 });
+   * equal(fn.intxDisabled, false);
+   * fn.write(0x04, 2, PciCommand.INTX_DISABLE);
+   * equal(fn.intxDisabled, true);
+   * ```
+   */
   get intxDisabled(): boolean {
     return (this.command & PciCommand.INTX_DISABLE) !== 0;
   }
@@ -339,6 +448,23 @@ export class PciFunction {
    * The decoded state of every BAR.
    *
    * @returns One entry per BAR in the spec.
+   *
+   * @example
+   * ```ts
+   * import { PciCommand, PciFunction } from "./pci_function.ts";
+   * import { equal } from "node:assert/strict";
+   * const fn = new PciFunction({
+   *   vendorId: 0x1234,
+   *   deviceId: 0x11e8,
+   *   classCode: 0x00ff00,
+   *   bars: [{ index: 0, kind: "mmio", size: 0x1000 }],
+   * });
+   * fn.write(0x10, 4, 0xfe000000);
+   * equal(fn.bars()[0]?.decoding, false); // memory space still disabled
+   * fn.write(0x04, 2, PciCommand.MEMORY);
+   * equal(fn.bars()[0]?.address, 0xfe000000);
+   * equal(fn.bars()[0]?.decoding, true);
+   * ```
    */
   bars(): BarState[] {
     const command = this.command;

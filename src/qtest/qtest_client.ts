@@ -173,6 +173,20 @@ export class QtestClient implements AsyncDisposable {
    * @param options Client options and whether remote hosts are allowed.
    * @returns The connected client.
    * @throws {Error} When the address is invalid or the connection fails.
+   *
+   * @example Connect to a server on a loopback TCP port
+   * ```ts
+   * import { QtestClient } from "./qtest_client.ts";
+   * import { equal } from "node:assert/strict";
+   * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+   * const accepted = listener.accept();
+   * await using client = await QtestClient.connect(`tcp:127.0.0.1:${listener.addr.port}`);
+   * using server = await accepted; // a stand-in server that answers one request
+   * const reply = client.command("endianness");
+   * await server.read(new Uint8Array(64));
+   * await server.write(new TextEncoder().encode("OK little\n"));
+   * equal(await reply, "OK little");
+   * ```
    */
   static async connect(chardev: string, options: QtestConnectOptions = {}): Promise<QtestClient> {
     const parsed = parseChardev(chardev, { allowRemoteHosts: options.allowRemoteHosts ?? false });
@@ -193,7 +207,21 @@ export class QtestClient implements AsyncDisposable {
     return new QtestClient(connection, options);
   }
 
-  /** Resolves when the server's output has ended (or the client is closed). */
+  /**
+   * Resolves when the server's output has ended (or the client is closed).
+   *
+   * @example
+   * ```ts
+   * import { QtestClient } from "./qtest_client.ts";
+   * import { rejects } from "node:assert/strict";
+   * // A server whose output ends after one line.
+   * const readable = ReadableStream.from([new TextEncoder().encode("IRQ raise 20\n")]);
+   * const client = new QtestClient({ readable, writable: new WritableStream() });
+   * await client.closed;
+   * await rejects(client.command("readl 0"), /The qtest connection closed/);
+   * await client.close();
+   * ```
+   */
   get closed(): Promise<void> {
     return this.#reading;
   }
@@ -206,6 +234,26 @@ export class QtestClient implements AsyncDisposable {
    * @returns The reply line, without its newline (e.g. `OK 0x0080`).
    * @throws {Error} When the line contains a newline, the connection is
    * closed, or the reply does not come within `timeoutMs`.
+   *
+   * @example Overlapping commands get their replies in order
+   * ```ts
+   * import { QtestClient } from "./qtest_client.ts";
+   * import { deepEqual } from "node:assert/strict";
+   * const fromServer = new TransformStream<Uint8Array, Uint8Array>();
+   * const client = new QtestClient({
+   *   readable: fromServer.readable,
+   *   writable: new WritableStream(),
+   * });
+   * const replies = Promise.all([
+   *   client.command("readb 0x1000"),
+   *   client.command("writeb 0x1000 1"),
+   * ]);
+   * const server = fromServer.writable.getWriter();
+   * await server.write(new TextEncoder().encode("OK 0x0000000000000000\nOK\n"));
+   * deepEqual(await replies, ["OK 0x0000000000000000", "OK"]);
+   * await server.close();
+   * await client.close();
+   * ```
    */
   command(line: string): Promise<string> {
     if (line.includes("\n")) {
@@ -237,6 +285,20 @@ export class QtestClient implements AsyncDisposable {
    *
    * @param line The line number (for dmaworks: the GSI).
    * @returns Whether the line is raised.
+   *
+   * @example
+   * ```ts
+   * import { QtestClient } from "./qtest_client.ts";
+   * import { equal } from "node:assert/strict";
+   * const lines = "IRQ raise 20\nIRQ raise 21\nIRQ lower 20\n";
+   * const readable = ReadableStream.from([new TextEncoder().encode(lines)]);
+   * const client = new QtestClient({ readable, writable: new WritableStream() });
+   * await client.closed; // every line read
+   * equal(client.irqLevel(20), false);
+   * equal(client.irqLevel(21), true);
+   * equal(client.irqLevel(5), false); // never reported
+   * await client.close();
+   * ```
    */
   irqLevel(line: number): boolean {
     return this.#levels.get(line) ?? false;
@@ -249,6 +311,21 @@ export class QtestClient implements AsyncDisposable {
    * @param line The line number.
    * @param options The level and a time limit.
    * @returns Whether the level was reached (false on timeout or when the connection ends).
+   *
+   * @example
+   * ```ts
+   * import { QtestClient } from "./qtest_client.ts";
+   * import { equal } from "node:assert/strict";
+   * const fromServer = new TransformStream<Uint8Array, Uint8Array>();
+   * const client = new QtestClient({
+   *   readable: fromServer.readable,
+   *   writable: new WritableStream(),
+   * });
+   * equal(await client.waitIrq(20, { level: false }), true); // already low: at once
+   * equal(await client.waitIrq(20, { timeoutMs: 10 }), false); // never raised
+   * await fromServer.writable.close();
+   * await client.close();
+   * ```
    */
   waitIrq(line: number, options: QtestWaitIrqOptions = {}): Promise<boolean> {
     const level = options.level ?? true;
@@ -268,6 +345,22 @@ export class QtestClient implements AsyncDisposable {
   /**
    * Closes the client: signals end of input to the server, stops reading,
    * rejects unanswered commands, and releases the connection.
+   *
+   * @example
+   * ```ts
+   * import { QtestClient } from "./qtest_client.ts";
+   * import { equal, rejects } from "node:assert/strict";
+   * let serverInputEnded = false;
+   * const client = new QtestClient({
+   *   readable: new ReadableStream(),
+   *   writable: new WritableStream({ close: () => void (serverInputEnded = true) }),
+   * });
+   * const unanswered = client.command("readl 0");
+   * await client.close();
+   * equal(serverInputEnded, true);
+   * await rejects(unanswered, /No reply to qtest command 'readl 0'/);
+   * await rejects(client.command("readl 0"), /closed/);
+   * ```
    */
   async close(): Promise<void> {
     if (this.#closed) return;

@@ -386,7 +386,24 @@ export class QtestServer implements AsyncDisposable {
     this.#unsubscribe = typeof off === "function" ? off : undefined;
   }
 
-  /** Whether a connection is being served. */
+  /**
+   * Whether a connection is being served.
+   *
+   * @example
+   * ```ts
+   * import { Machine } from "../machine/machine.ts";
+   * import { QtestServer } from "./qtest_server.ts";
+   * import { equal } from "node:assert/strict";
+   * await using machine = await Machine.create();
+   * await using server = new QtestServer(machine, { log: "none" });
+   * const input = new TransformStream<Uint8Array, Uint8Array>();
+   * const session = server.serve({ readable: input.readable, writable: new WritableStream() });
+   * equal(server.serving, true);
+   * await input.writable.close(); // the client ends its input
+   * await session;
+   * equal(server.serving, false);
+   * ```
+   */
   get serving(): boolean {
     return this.#session !== undefined;
   }
@@ -401,6 +418,27 @@ export class QtestServer implements AsyncDisposable {
    * @param connection The byte streams.
    * @returns A promise that resolves when the session is over and its replies are written.
    * @throws {Error} When the server is closed or already serving.
+   *
+   * @example Two connections, one after the other, on the same machine
+   * ```ts
+   * import { Machine } from "../machine/machine.ts";
+   * import { QtestServer } from "./qtest_server.ts";
+   * import { equal } from "node:assert/strict";
+   * await using machine = await Machine.create();
+   * await using server = new QtestServer(machine, { log: "none" });
+   * const session = async (requests: string) => {
+   *   let output = "";
+   *   await server.serve({
+   *     readable: ReadableStream.from([new TextEncoder().encode(requests)]),
+   *     writable: new WritableStream({
+   *       write: (c) => void (output += new TextDecoder().decode(c)),
+   *     }),
+   *   });
+   *   return output;
+   * };
+   * equal(await session("writeb 0x2000 0x5a\n"), "OK\n");
+   * equal(await session("readb 0x2000\n"), "OK 0x000000000000005a\n");
+   * ```
    */
   async serve(connection: QtestConnection): Promise<void> {
     if (this.#closed) throw new Error("Cannot serve: the qtest server is closed");
@@ -459,6 +497,20 @@ export class QtestServer implements AsyncDisposable {
    * Ends the current session, if any, and closes the log. The server cannot
    * serve again. Replies still queued for a peer that does not read are
    * abandoned (close the underlying connection to release them).
+   *
+   * @example End a session whose client never ends its input
+   * ```ts
+   * import { Machine } from "../machine/machine.ts";
+   * import { QtestServer } from "./qtest_server.ts";
+   * import { rejects } from "node:assert/strict";
+   * await using machine = await Machine.create();
+   * const server = new QtestServer(machine, { log: "none" });
+   * const input = new TransformStream<Uint8Array, Uint8Array>();
+   * const session = server.serve({ readable: input.readable, writable: new WritableStream() });
+   * await server.close();
+   * await session; // over
+   * await rejects(server.serve(input), /the qtest server is closed/);
+   * ```
    */
   async close(): Promise<void> {
     this.#closed = true;

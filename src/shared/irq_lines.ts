@@ -43,23 +43,81 @@ export class IrqLines {
     this.#onChange = onChange;
   }
 
-  /** The change counter; it moves whenever any source changes. */
+  /**
+   * The change counter; it moves whenever any source changes.
+   *
+   * @example
+   * ```ts
+   * import { IrqLines } from "./irq_lines.ts";
+   * import { MACHINE_BLOCK_WORDS } from "./layout.ts";
+   * import { equal, notEqual } from "node:assert/strict";
+   * const irq = new IrqLines(new Int32Array(new SharedArrayBuffer(MACHINE_BLOCK_WORDS * 4)));
+   * const before = irq.seq;
+   * irq.setSource(0, true);
+   * notEqual(irq.seq, before);
+   * const after = irq.seq;
+   * irq.setSource(0, true); // no change of level
+   * equal(irq.seq, after);
+   * ```
+   */
   get seq(): number {
     return Atomics.load(this.#block, MachineBlock.IRQ_SEQ);
   }
 
-  /** Word index of the change counter (for `Atomics.wait`). */
+  /**
+   * Word index of the change counter (for `Atomics.wait`).
+   *
+   * @example
+   * ```ts
+   * import { IrqLines } from "./irq_lines.ts";
+   * import { MACHINE_BLOCK_WORDS } from "./layout.ts";
+   * import { equal } from "node:assert/strict";
+   * const irq = new IrqLines(new Int32Array(new SharedArrayBuffer(MACHINE_BLOCK_WORDS * 4)));
+   * irq.setSource(3, true);
+   * equal(Atomics.load(irq.words, irq.seqIndex), irq.seq);
+   * equal(Atomics.wait(irq.words, irq.seqIndex, irq.seq + 1, 0), "not-equal");
+   * ```
+   */
   get seqIndex(): number {
     return MachineBlock.IRQ_SEQ;
   }
 
-  /** The shared words. */
+  /**
+   * The shared words.
+   *
+   * @example
+   * ```ts
+   * import { IrqLines } from "./irq_lines.ts";
+   * import { MACHINE_BLOCK_WORDS } from "./layout.ts";
+   * import { equal } from "node:assert/strict";
+   * const block = new Int32Array(new SharedArrayBuffer(MACHINE_BLOCK_WORDS * 4));
+   * const irq = new IrqLines(block);
+   * equal(irq.words, block);
+   * // Another thread's view of the same words sees the same lines.
+   * irq.route(2, 11);
+   * irq.setSource(2, true);
+   * equal(new IrqLines(irq.words).lineLevel(11), true);
+   * ```
+   */
   get words(): Int32Array {
     return this.#block;
   }
 
   /**
    * Initialises every source as unrouted (main isolate, at machine creation).
+   *
+   * @example
+   * ```ts
+   * import { IrqLines } from "./irq_lines.ts";
+   * import { MACHINE_BLOCK_WORDS } from "./layout.ts";
+   * import { equal } from "node:assert/strict";
+   * const irq = new IrqLines(new Int32Array(new SharedArrayBuffer(MACHINE_BLOCK_WORDS * 4)));
+   * irq.setSource(5, true);
+   * equal(irq.lineLevel(0), true); // zeroed words route every source to line 0
+   * irq.clear();
+   * equal(irq.sourceLevel(5), false);
+   * equal(irq.lineMask(), 0);
+   * ```
    */
   clear(): void {
     for (let s = 0; s < MAX_IRQ_SOURCES; s++) {
@@ -74,6 +132,21 @@ export class IrqLines {
    *
    * @param source Source index.
    * @param gsi Line number, 0 … 23, or -1 to unroute.
+   *
+   * @example
+   * ```ts
+   * import { IrqLines } from "./irq_lines.ts";
+   * import { MACHINE_BLOCK_WORDS } from "./layout.ts";
+   * import { equal, throws } from "node:assert/strict";
+   * const irq = new IrqLines(new Int32Array(new SharedArrayBuffer(MACHINE_BLOCK_WORDS * 4)));
+   * irq.clear();
+   * irq.setSource(0, true);
+   * irq.route(0, 22);
+   * equal(irq.lineLevel(22), true);
+   * irq.route(0, -1); // unrouted: drives no line
+   * equal(irq.lineMask(), 0);
+   * throws(() => irq.route(0, 24), RangeError);
+   * ```
    */
   route(source: number, gsi: number): void {
     this.#check(source);
@@ -89,6 +162,22 @@ export class IrqLines {
    *
    * @param source Source index.
    * @param masked Whether the source is masked.
+   *
+   * @example
+   * ```ts
+   * import { IrqLines } from "./irq_lines.ts";
+   * import { MACHINE_BLOCK_WORDS } from "./layout.ts";
+   * import { equal } from "node:assert/strict";
+   * const irq = new IrqLines(new Int32Array(new SharedArrayBuffer(MACHINE_BLOCK_WORDS * 4)));
+   * irq.clear();
+   * irq.route(0, 20);
+   * irq.setSource(0, true);
+   * irq.mask(0, true);
+   * equal(irq.lineLevel(20), false);
+   * equal(irq.sourceLevel(0), true); // the source still holds its pin
+   * irq.mask(0, false);
+   * equal(irq.lineLevel(20), true);
+   * ```
    */
   mask(source: number, masked: boolean): void {
     this.#check(source);
@@ -105,6 +194,20 @@ export class IrqLines {
    *
    * @param source Source index.
    * @param level Asserted or not.
+   *
+   * @example
+   * ```ts
+   * import { IrqLines } from "./irq_lines.ts";
+   * import { MACHINE_BLOCK_WORDS } from "./layout.ts";
+   * import { equal } from "node:assert/strict";
+   * let changes = 0;
+   * const block = new Int32Array(new SharedArrayBuffer(MACHINE_BLOCK_WORDS * 4));
+   * const irq = new IrqLines(block, () => changes++);
+   * irq.setSource(1, true);
+   * irq.setSource(1, true); // same level: no change reported
+   * irq.setSource(1, false);
+   * equal(changes, 2);
+   * ```
    */
   setSource(source: number, level: boolean): void {
     this.#check(source);
@@ -117,6 +220,18 @@ export class IrqLines {
    *
    * @param source Source index.
    * @returns Whether the source asserts its pin.
+   *
+   * @example
+   * ```ts
+   * import { IrqLines } from "./irq_lines.ts";
+   * import { MACHINE_BLOCK_WORDS } from "./layout.ts";
+   * import { equal } from "node:assert/strict";
+   * const irq = new IrqLines(new Int32Array(new SharedArrayBuffer(MACHINE_BLOCK_WORDS * 4)));
+   * irq.clear();
+   * irq.setSource(7, true);
+   * equal(irq.sourceLevel(7), true);
+   * equal(irq.sourceLevel(8), false);
+   * ```
    */
   sourceLevel(source: number): boolean {
     this.#check(source);
@@ -128,6 +243,20 @@ export class IrqLines {
    *
    * @param gsi Line number.
    * @returns Whether the line is asserted.
+   *
+   * @example
+   * ```ts
+   * import { IrqLines } from "./irq_lines.ts";
+   * import { MACHINE_BLOCK_WORDS } from "./layout.ts";
+   * import { equal } from "node:assert/strict";
+   * const irq = new IrqLines(new Int32Array(new SharedArrayBuffer(MACHINE_BLOCK_WORDS * 4)));
+   * irq.clear();
+   * irq.route(4, 21);
+   * irq.setSource(4, true);
+   * equal(irq.lineLevel(21), true);
+   * equal(irq.lineLevel(20), false);
+   * equal(irq.lineLevel(99), false); // no such line
+   * ```
    */
   lineLevel(gsi: number): boolean {
     if (!(Number.isInteger(gsi) && gsi >= 0 && gsi < IRQ_LINES)) return false;
@@ -146,6 +275,20 @@ export class IrqLines {
    * The levels of all lines as a bit mask (bit n = line n).
    *
    * @returns The mask.
+   *
+   * @example
+   * ```ts
+   * import { IrqLines } from "./irq_lines.ts";
+   * import { MACHINE_BLOCK_WORDS } from "./layout.ts";
+   * import { equal } from "node:assert/strict";
+   * const irq = new IrqLines(new Int32Array(new SharedArrayBuffer(MACHINE_BLOCK_WORDS * 4)));
+   * irq.clear();
+   * irq.route(0, 1);
+   * irq.route(1, 23);
+   * irq.setSource(0, true);
+   * irq.setSource(1, true);
+   * equal(irq.lineMask(), (1 << 1) | (1 << 23));
+   * ```
    */
   lineMask(): number {
     const b = this.#block;

@@ -119,10 +119,20 @@ export class WorkloadOptions {
    *   () => new WorkloadOptions({ mode: "zeros" }).string("mode", "pattern", modes),
    *   /Invalid workload option mode=zeros: expected one of pattern, random/,
    * );
+   * // A default outside the choices is the workload's own mistake, and says so.
+   * throws(() => new WorkloadOptions().string("mode", "zeros", modes), /Default 'zeros'/);
    * ```
    */
   string(name: string, fallback: string, choices?: readonly string[]): string {
-    const value = this.has(name) ? this.values[name]! : fallback;
+    if (!this.has(name)) {
+      if (choices && !choices.includes(fallback)) {
+        throw new Error(
+          `Default '${fallback}' of workload option ${name} is not one of ${choices.join(", ")}`,
+        );
+      }
+      return fallback;
+    }
+    const value = this.values[name]!;
     if (choices && !choices.includes(value)) {
       throw this.#invalid(name, `one of ${choices.join(", ")}`);
     }

@@ -652,7 +652,7 @@ export class Machine {
     }
     const bus = props["bus"];
     const controllers = this.#devices.filter((d) => deviceType(d.descriptor.type)?.diskBuses);
-    let controller = controllers[0];
+    let controller: MachineDevice | undefined = controllers[0];
     let busIndex = 0;
     if (bus !== undefined) {
       const m = /^(.+)\.(\d+)$/.exec(bus);

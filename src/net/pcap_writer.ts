@@ -32,6 +32,7 @@ export class PcapWriter {
   #snaplen: number;
   #queue: Promise<void> = Promise.resolve();
   #error: Error | undefined;
+  #closed = false;
   #frames = 0;
 
   private constructor(file: Deno.FsFile, snaplen: number) {
@@ -95,7 +96,8 @@ export class PcapWriter {
   }
 
   /**
-   * Appends a frame (queued; write errors surface on `close`).
+   * Appends a frame (queued; write errors surface on `close`). Frames
+   * after `close` are not captured (and not counted).
    *
    * @param frame The Ethernet frame.
    *
@@ -114,6 +116,7 @@ export class PcapWriter {
    * ```
    */
   write(frame: Uint8Array): void {
+    if (this.#closed) return;
     const now = Date.now();
     const captured = Math.min(frame.length, this.#snaplen);
     const record = new Uint8Array(16 + captured);
@@ -148,10 +151,15 @@ export class PcapWriter {
    * pcap.write(new Uint8Array(42));
    * await pcap.close(); // waits for both queued writes
    * equal((await Deno.stat(path)).size, 24 + (16 + 60) + (16 + 42));
+   * pcap.write(new Uint8Array(60)); // too late: not captured
+   * await pcap.close();
+   * equal(pcap.frames, 2);
    * await Deno.remove(path);
    * ```
    */
   async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
     await this.#queue;
     this.#file.close();
     if (this.#error) throw new Error(`Cannot write the capture file: ${this.#error.message}`);

@@ -495,7 +495,7 @@ export class BusMasterDma {
   }
 
   /**
-   * The DMA context (for {@linkcode Run}).
+   * The DMA context (for the transfer runs this module makes).
    *
    * @example
    * ```ts

@@ -304,6 +304,7 @@ export class IdeDriver {
   #prdBus: number;
   #bufBus: number;
   #lba48 = true;
+  #flushExt = true;
   #dir = 0;
 
   /**
@@ -532,6 +533,7 @@ export class IdeDriver {
     g.in8(this.#cmd + 7); // acknowledge
     const lba48 = (words[83]! & 0x0400) !== 0;
     this.#lba48 = lba48;
+    this.#flushExt = (words[83]! & 0x2000) !== 0;
     const lba28Sectors = words[60]! + words[61]! * 0x10000;
     const sectors = lba48
       ? words[100]! + words[101]! * 0x10000 + words[102]! * 0x1_0000_0000 +
@@ -548,7 +550,7 @@ export class IdeDriver {
       mdmaModes: words[63]! & 0xff,
       udmaModes: words[88]! & 0xff,
       udmaSelected: udma ? 31 - Math.clz32(udma) : undefined,
-      flushExt: (words[83]! & 0x2000) !== 0,
+      flushExt: this.#flushExt,
       words,
     };
   }
@@ -862,8 +864,9 @@ export class IdeDriver {
   }
 
   /**
-   * FLUSH CACHE (EXT when the drive supports it): returns once the drive
-   * reports the data on stable storage.
+   * FLUSH CACHE (EXT when IDENTIFY says the drive supports it, word 83
+   * bit 13; EXT before `identify`): returns once the drive reports the data
+   * on stable storage.
    *
    * @throws {IdeError} When the drive reports an error.
    *
@@ -872,14 +875,14 @@ export class IdeDriver {
    * import type { IdeDriver } from "./ide_driver.ts";
    *
    * function program(ide: IdeDriver): void {
-   *   ide.identify(); // learns whether the drive takes the EXT (LBA48) commands
+   *   ide.identify(); // learns whether the drive takes FLUSH CACHE EXT
    *   ide.writeDma(0, new Uint8Array(512).fill(1));
    *   ide.flush(); // the sector is on stable storage when this returns
    * }
    * ```
    */
   flush(): void {
-    const r = this.command(this.#lba48 ? 0xea : 0xe7);
+    const r = this.command(this.#flushExt ? 0xea : 0xe7);
     if (!r.ok) throw new IdeError("FLUSH CACHE", r);
   }
 

@@ -9,6 +9,8 @@
  * @module
  */
 
+import { crc32 } from "../util/crc32.ts";
+
 /** Bytes in a MAC address. */
 export const MAC_BYTES = 6;
 /** Bytes in an Ethernet header (destination, source, EtherType). */
@@ -104,16 +106,6 @@ export function isMulticast(frame: Uint8Array): boolean {
   return ((frame[0] ?? 0) & 1) === 1;
 }
 
-const CRC_TABLE = (() => {
-  const table = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb8_8320 ^ (c >>> 1) : c >>> 1;
-    table[n] = c >>> 0;
-  }
-  return table;
-})();
-
 /**
  * The Ethernet frame check sequence: CRC-32 (IEEE 802.3) of the frame,
  * transmitted least significant byte first.
@@ -129,9 +121,7 @@ const CRC_TABLE = (() => {
  * ```
  */
 export function ethernetCrc32(data: Uint8Array): number {
-  let c = 0xffff_ffff;
-  for (let i = 0; i < data.length; i++) c = CRC_TABLE[(c ^ data[i]!) & 0xff]! ^ (c >>> 8);
-  return (c ^ 0xffff_ffff) >>> 0;
+  return crc32(data);
 }
 
 /** Fields of {@linkcode buildFrame}. */

@@ -322,6 +322,12 @@ export class EduDriver {
     while (g.read64(this.#base + 0x98) & 1n) {
       if (performance.now() > deadline) throw new Error("Timed out waiting for the DMA");
     }
+    return this.#outcome();
+  }
+
+  /** The finished DMA's outcome: the status error bit and the fault registers. */
+  #outcome(): EduDmaResult {
+    const g = this.#guest;
     const status = g.read32(this.#base + 0x20);
     return {
       ok: (status & 0x100) === 0,
@@ -392,17 +398,8 @@ export class EduDriver {
         throw new Error("Timed out waiting for the DMA interrupt");
       }
       g.write32(this.#base + 0x64, 0x100);
-    } else {
-      const deadline = performance.now() + timeout;
-      while (g.read64(this.#base + 0x98) & 1n) {
-        if (performance.now() > deadline) throw new Error("Timed out waiting for the DMA");
-      }
+      return this.#outcome();
     }
-    const status = g.read32(this.#base + 0x20);
-    return {
-      ok: (status & 0x100) === 0,
-      faultCode: Number(g.read64(this.#base + 0xa8)),
-      faultAddress: g.read64(this.#base + 0xa0),
-    };
+    return this.waitDma(timeout);
   }
 }

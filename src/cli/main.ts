@@ -109,21 +109,10 @@ function deviceConfig(driver: string, properties: ReadonlyMap<string, string>): 
     }
     return { type: driver, ...(id !== undefined ? { id } : {}), properties: own };
   }
-  if (driver in MAIN_ISOLATE_DEVICES) {
-    const config: DeviceConfig = { type: driver };
-    for (const [key, value] of properties) {
-      if (key === "id") config.id = value;
-      else if (key === "addr") config.addr = value;
-      else if (key === "bus") {
-        if (value !== "pcie.0") {
-          throw new CommandLineError(`Unknown bus '${value}' for device '${driver}': only pcie.0`);
-        }
-      } else throw new CommandLineError(`Device '${driver}' has no property '${key}'`);
-    }
-    return config;
-  }
-  const type = deviceType(driver);
-  if (!type) {
+  // Main-isolate devices (the IOMMU) take the PCI properties only.
+  const onMain = driver in MAIN_ISOLATE_DEVICES;
+  const type = onMain ? undefined : deviceType(driver);
+  if (!onMain && !type) {
     if (PLANNED_DEVICE_TYPES.includes(driver)) {
       throw new CommandLineError(
         `Device '${driver}' is not available yet in this version of dmaworks`,
@@ -140,7 +129,7 @@ function deviceConfig(driver: string, properties: ReadonlyMap<string, string>): 
       if (value !== "pcie.0") {
         throw new CommandLineError(`Unknown bus '${value}' for device '${driver}': only pcie.0`);
       }
-    } else if (type.properties.includes(key)) own[key] = value;
+    } else if (type?.properties.includes(key)) own[key] = value;
     else throw new CommandLineError(`Device '${driver}' has no property '${key}'`);
   }
   if (Object.keys(own).length > 0) config.properties = own;

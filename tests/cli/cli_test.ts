@@ -8,16 +8,7 @@ import {
   parseSize,
 } from "../../src/cli/args.ts";
 import { machineConfig, main } from "../../src/cli/main.ts";
-
-function capture() {
-  let out = "";
-  let err = "";
-  return {
-    io: { stdout: (t: string) => void (out += t), stderr: (t: string) => void (err += t) },
-    out: () => out,
-    err: () => err,
-  };
-}
+import { capture } from "./capture.ts";
 
 Deno.test("a QEMU command line for this machine parses", () => {
   const cl = parseCommandLine([

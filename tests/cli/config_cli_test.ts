@@ -3,16 +3,7 @@
 import { deepEqual, equal, match, ok, throws } from "node:assert/strict";
 import { CommandLineError, parseCommandLine } from "../../src/cli/args.ts";
 import { machineConfig, machineConfigs, main } from "../../src/cli/main.ts";
-
-function capture() {
-  let out = "";
-  let err = "";
-  return {
-    io: { stdout: (t: string) => void (out += t), stderr: (t: string) => void (err += t) },
-    out: () => out,
-    err: () => err,
-  };
-}
+import { capture } from "./capture.ts";
 
 async function withDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
   const dir = await Deno.makeTempDir();

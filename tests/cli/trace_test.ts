@@ -5,16 +5,7 @@ import { deepEqual, equal, match, ok } from "node:assert/strict";
 import { parseCommandLine } from "../../src/cli/args.ts";
 import { main } from "../../src/cli/main.ts";
 import { Machine, type MachineEvent } from "../../src/machine/machine.ts";
-
-function capture() {
-  let out = "";
-  let err = "";
-  return {
-    io: { stdout: (t: string) => void (out += t), stderr: (t: string) => void (err += t) },
-    out: () => out,
-    err: () => err,
-  };
-}
+import { capture } from "./capture.ts";
 
 const PROBE = new URL("../fixtures/trace_probe.ts", import.meta.url).pathname;
 const MACHINE = [

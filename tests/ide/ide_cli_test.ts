@@ -5,16 +5,7 @@ import { deepEqual, equal, match } from "node:assert/strict";
 import { parseCommandLine } from "../../src/cli/args.ts";
 import { DEFAULT_DEVICES, DEFAULT_DRIVES, machineConfig, main } from "../../src/cli/main.ts";
 import { tempImage } from "./qtest_harness.ts";
-
-function capture() {
-  let out = "";
-  let err = "";
-  return {
-    io: { stdout: (t: string) => void (out += t), stderr: (t: string) => void (err += t) },
-    out: () => out,
-    err: () => err,
-  };
-}
+import { capture } from "../cli/capture.ts";
 
 Deno.test("CLI: -drive if=none, -device piix3-ide and ide-hd with unit, serial and model", () => {
   const config = machineConfig(parseCommandLine([

@@ -4,16 +4,7 @@
 import { deepEqual, equal, match } from "node:assert/strict";
 import { parseCommandLine } from "../../src/cli/args.ts";
 import { DEFAULT_DEVICES, DEFAULT_NETDEVS, machineConfig, main } from "../../src/cli/main.ts";
-
-function capture() {
-  let out = "";
-  let err = "";
-  return {
-    io: { stdout: (t: string) => void (out += t), stderr: (t: string) => void (err += t) },
-    out: () => out,
-    err: () => err,
-  };
-}
+import { capture } from "../cli/capture.ts";
 
 const hubid = String(7000 + Math.floor(Math.random() * 1_000_000));
 

@@ -53,7 +53,18 @@ export type DmaResult = DmaOk | DmaFault;
 /** Outcome of a sized load: the value, or the fault. */
 export type DmaLoad<T> = { readonly ok: true; readonly value: T } | DmaFault;
 
-/** The shared success value (no allocation per call). */
+/**
+ * The shared success value (no allocation per call).
+ *
+ * @example
+ * ```ts
+ * import { DMA_OK, type DmaResult } from "./dma_result.ts";
+ * import { equal } from "node:assert/strict";
+ * const result: DmaResult = DMA_OK;
+ * equal(result.ok, true);
+ * equal(Object.isFrozen(DMA_OK), true); // shared, so nobody may change it
+ * ```
+ */
 export const DMA_OK: DmaOk = Object.freeze({ ok: true });
 
 /**

@@ -48,7 +48,18 @@ const RESULTS: ReadonlyArray<"ok" | DmaFaultKind> = [
   "bus-master-disabled",
 ];
 
-/** Default ring capacity in records. */
+/**
+ * Default ring capacity in records.
+ *
+ * @example
+ * ```ts
+ * import { DMA_TRACE_CAPACITY, dmaTraceBytes } from "./dma_trace.ts";
+ * import { equal } from "node:assert/strict";
+ * equal(DMA_TRACE_CAPACITY & (DMA_TRACE_CAPACITY - 1), 0); // a power of two
+ * equal(dmaTraceBytes(), dmaTraceBytes(DMA_TRACE_CAPACITY)); // the default ring
+ * equal(dmaTraceBytes(), (8 + 65536 * 8) * 4); // header + 8-word records: 2 MiB
+ * ```
+ */
 export const DMA_TRACE_CAPACITY = 1 << 16;
 
 /**

@@ -7,7 +7,19 @@
 /** The direction of a DMA access, seen from the device. */
 export type DmaAccess = "read" | "write";
 
-/** Permission bits of a translation. */
+/**
+ * Permission bits of a translation.
+ *
+ * @example
+ * ```ts
+ * import { Permission } from "./mmu.ts";
+ * import { equal } from "node:assert/strict";
+ * // Permissions AND-ed across levels: a read-only level leaves Read only.
+ * equal(Permission.ReadWrite & Permission.Read, Permission.Read);
+ * equal(Permission.Read | Permission.Write, Permission.ReadWrite);
+ * equal((Permission.Read & Permission.Write) === 0, true);
+ * ```
+ */
 export const Permission = {
   /** The device may read. */
   Read: 1,

@@ -41,7 +41,20 @@ import {
 import type { InvalidationScope } from "./snapshot_mmu.ts";
 import type { TranslationAnswer, TranslationSource, WorkerLink } from "./worker_link.ts";
 
-/** The IOMMU's PCI function (1022:0008, class 08/06/00) with its secure-device capability. */
+/**
+ * The IOMMU's PCI function (1022:0008, class 08/06/00) with its secure-device capability.
+ *
+ * @example
+ * ```ts
+ * import { AMD_VI_PCI } from "./amd_vi.ts";
+ * import { PciFunction } from "../pci/pci_function.ts";
+ * import { equal } from "node:assert/strict";
+ * const fn = new PciFunction(AMD_VI_PCI);
+ * equal(fn.read(0x34, 1), 0x40); // capability list starts at the secure device capability
+ * equal(fn.read(0x40, 1), 0x0f); // capability id 0x0F
+ * equal(fn.read(0x44, 4), 0xfed8_0001); // IOMMU base address low, Enable set
+ * ```
+ */
 export const AMD_VI_PCI: PciFunctionSpec = {
   vendorId: 0x1022,
   deviceId: 0x0008,

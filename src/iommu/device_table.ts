@@ -35,6 +35,15 @@ export interface DeviceTableEntry {
 /**
  * Must-be-zero bits of DTE word 0 for dmaworks' feature set (no PPR, GT, GIo
  * support): bits 6:2, 60:52 and 63.
+ *
+ * @example
+ * ```ts
+ * import { decodeDte, DTE_Q0_RESERVED } from "./device_table.ts";
+ * import { equal } from "node:assert/strict";
+ * equal(DTE_Q0_RESERVED & (1n << 55n), 1n << 55n); // GV: guest translation, unsupported
+ * equal(decodeDte(0x6000_0000_0001_0603n | (1n << 55n), 0n).reservedBitsSet, true);
+ * equal(DTE_Q0_RESERVED & ((1n << 61n) | (1n << 62n)), 0n); // IR and IW are allowed
+ * ```
  */
 export const DTE_Q0_RESERVED = 0x9ff0_0000_0000_007cn;
 /**
@@ -42,6 +51,16 @@ export const DTE_Q0_RESERVED = 0x9ff0_0000_0000_007cn;
  * fields (bits 95:80 and 127:107, no GT support) and reserved bit 106. The
  * IOTLB-enable bit I (96) and the IoCtl/Cache/SD/SysMgt fields are accepted:
  * Linux writes some of them (including I = 1 by accident in some kernels).
+ *
+ * @example
+ * ```ts
+ * import { decodeDte, DTE_Q1_RESERVED } from "./device_table.ts";
+ * import { equal } from "node:assert/strict";
+ * const q0 = 0x6000_0000_0001_0603n; // V | TV | mode 3 | IR | IW
+ * equal(decodeDte(q0, 5n | (1n << 32n)).reservedBitsSet, false); // DomainID 5 with I = 1
+ * equal(decodeDte(q0, 5n | (1n << 16n)).reservedBitsSet, true); // GCR3 bit: no GT
+ * equal(DTE_Q1_RESERVED & 0xffffn, 0n); // DomainID bits 15:0 are never reserved
+ * ```
  */
 export const DTE_Q1_RESERVED = 0xffff_fc00_ffff_0000n;
 

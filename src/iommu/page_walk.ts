@@ -11,12 +11,48 @@ import { MAX_ADDRESS } from "../util/address.ts";
 import { bits } from "./amd_vi_registers.ts";
 import type { DeviceTableEntry } from "./device_table.ts";
 
-/** IOVA bit at which level L's 9-bit index starts (index 0 unused). */
+/**
+ * IOVA bit at which level L's 9-bit index starts (index 0 unused).
+ *
+ * @example
+ * ```ts
+ * import { LEVEL_SHIFT } from "./page_walk.ts";
+ * import { equal } from "node:assert/strict";
+ * // The level-2 table index of IOVA 0x4060_0000: bits 29:21.
+ * const iova = 0x4060_0000;
+ * equal(Math.floor(iova / 2 ** (LEVEL_SHIFT[2] ?? 0)) % 512, 3);
+ * equal(2 ** (LEVEL_SHIFT[2] ?? 0), 0x20_0000); // a level-2 leaf maps 2 MiB
+ * ```
+ */
 export const LEVEL_SHIFT: readonly number[] = [0, 12, 21, 30, 39, 48, 57];
 
-/** Reserved bits of a leaf entry (NextLevel 0 or 7): bits 58:52 (U and FC allowed). */
+/**
+ * Reserved bits of a leaf entry (NextLevel 0 or 7): bits 58:52 (U and FC allowed).
+ *
+ * @example
+ * ```ts
+ * import { PTE_RESERVED } from "./page_walk.ts";
+ * import { equal } from "node:assert/strict";
+ * // A leaf with PR | IR | IW | FC mapping 0x5000: nothing reserved is set.
+ * const pte = (1n << 62n) | (1n << 61n) | (1n << 60n) | 0x5000n | 1n;
+ * equal(pte & PTE_RESERVED, 0n);
+ * equal(((pte | (1n << 52n)) & PTE_RESERVED) !== 0n, true); // bit 52 is reserved
+ * ```
+ */
 export const PTE_RESERVED = 0x07f0_0000_0000_0000n;
-/** Reserved bits of a directory entry: bits 60:52. */
+/**
+ * Reserved bits of a directory entry: bits 60:52.
+ *
+ * @example
+ * ```ts
+ * import { PDE_RESERVED, PTE_RESERVED } from "./page_walk.ts";
+ * import { equal } from "node:assert/strict";
+ * // U (59) and FC (60) are reserved in a directory entry, allowed in a leaf.
+ * const fc = 1n << 60n;
+ * equal(fc & PDE_RESERVED, fc);
+ * equal(fc & PTE_RESERVED, 0n);
+ * ```
+ */
 export const PDE_RESERVED = 0x1ff0_0000_0000_0000n;
 
 /** A successful walk. */

@@ -8,7 +8,17 @@
 /** A trace category. */
 export type TraceCategory = "dma" | "iommu" | "ide" | "e1000" | "edu";
 
-/** Every category with what it reports (the `-d help` text). */
+/**
+ * Every category with what it reports (the `-d help` text).
+ *
+ * @example
+ * ```ts
+ * import { parseTraceCategories, TRACE_CATEGORIES } from "./trace_categories.ts";
+ * import { deepEqual, match } from "node:assert/strict";
+ * deepEqual(parseTraceCategories("all"), Object.keys(TRACE_CATEGORIES));
+ * match(TRACE_CATEGORIES.dma, /IOVA/);
+ * ```
+ */
 export const TRACE_CATEGORIES: Readonly<Record<TraceCategory, string>> = {
   dma: "every DMA transaction: device, IOVA, guest-physical address, length, direction, result",
   iommu:
@@ -19,7 +29,20 @@ export const TRACE_CATEGORIES: Readonly<Record<TraceCategory, string>> = {
   edu: "edu: DMA transfers and their outcomes, factorials, interrupts",
 };
 
-/** The category each device type's trace lines belong to. */
+/**
+ * The category each device type's trace lines belong to.
+ *
+ * @example
+ * ```ts
+ * import { DEVICE_TRACE_CATEGORY, parseTraceCategories } from "./trace_categories.ts";
+ * import { equal, ok } from "node:assert/strict";
+ * // `-d dma,ide`: the IDE controller's lines are shown, the e1000's are not.
+ * const enabled = new Set<string | undefined>(parseTraceCategories("dma,ide"));
+ * ok(enabled.has(DEVICE_TRACE_CATEGORY["piix3-ide"]));
+ * ok(!enabled.has(DEVICE_TRACE_CATEGORY["e1000"]));
+ * equal(DEVICE_TRACE_CATEGORY["virtio-net"], undefined); // no trace category
+ * ```
+ */
 export const DEVICE_TRACE_CATEGORY: Readonly<Record<string, TraceCategory>> = {
   "piix3-ide": "ide",
   "e1000": "e1000",

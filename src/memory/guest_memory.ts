@@ -7,7 +7,18 @@
 
 import { checkRange, FOUR_GIB, hex } from "../util/address.ts";
 
-/** Default guest RAM size: 256 MiB. */
+/**
+ * Default guest RAM size: 256 MiB.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_RAM_SIZE, q35LowSize } from "./guest_memory.ts";
+ * import { equal } from "node:assert/strict";
+ * equal(DEFAULT_RAM_SIZE, 0x1000_0000);
+ * // The default machine has all its RAM below 4 GiB.
+ * equal(q35LowSize(DEFAULT_RAM_SIZE), DEFAULT_RAM_SIZE);
+ * ```
+ */
 export const DEFAULT_RAM_SIZE: number = 256 * 1024 * 1024;
 
 /** One contiguous block of guest RAM in the guest-physical address space. */
@@ -39,9 +50,30 @@ export interface GuestMemoryDescriptor {
   readonly lowSize: number;
 }
 
-/** The q35 default below-4 GiB limit for RAM smaller than 2.75 GiB. */
+/**
+ * The q35 default below-4 GiB limit for RAM smaller than 2.75 GiB.
+ *
+ * @example
+ * ```ts
+ * import { Q35_LOW_LIMIT_SMALL, q35LowSize } from "./guest_memory.ts";
+ * import { equal } from "node:assert/strict";
+ * equal(Q35_LOW_LIMIT_SMALL, 2.75 * 2 ** 30); // QEMU's q35: lowmem 0xb0000000
+ * equal(q35LowSize(Q35_LOW_LIMIT_SMALL - 4096), Q35_LOW_LIMIT_SMALL - 4096);
+ * ```
+ */
 export const Q35_LOW_LIMIT_SMALL = 0xb000_0000;
-/** The q35 below-4 GiB limit once RAM reaches 2.75 GiB. */
+/**
+ * The q35 below-4 GiB limit once RAM reaches 2.75 GiB.
+ *
+ * @example
+ * ```ts
+ * import { Q35_LOW_LIMIT_LARGE, Q35_LOW_LIMIT_SMALL, q35LowSize } from "./guest_memory.ts";
+ * import { equal } from "node:assert/strict";
+ * // From 2.75 GiB on, only 2 GiB stays low; the rest moves above 4 GiB.
+ * equal(q35LowSize(Q35_LOW_LIMIT_SMALL), Q35_LOW_LIMIT_LARGE);
+ * equal(Q35_LOW_LIMIT_LARGE, 2 ** 31);
+ * ```
+ */
 export const Q35_LOW_LIMIT_LARGE = 0x8000_0000;
 
 /**

@@ -7,9 +7,33 @@
 
 import { PciFunction, type PciFunctionSpec } from "./pci_function.ts";
 
-/** Port of CONFIG_ADDRESS. */
+/**
+ * Port of CONFIG_ADDRESS.
+ *
+ * @example
+ * ```ts
+ * import { PCI_CONFIG_ADDRESS_PORT } from "./pci_bus.ts";
+ * import { equal } from "node:assert/strict";
+ * // Mechanism #1: enable bit 31 | bus 0 | device 3 | function 0 | register 0x10 (BAR0).
+ * const value = 0x8000_0000 | (3 << 11) | (0 << 8) | 0x10;
+ * equal(value >>> 0, 0x8000_1810);
+ * equal(PCI_CONFIG_ADDRESS_PORT, 0xcf8); // fixed by the PCI specification
+ * ```
+ */
 export const PCI_CONFIG_ADDRESS_PORT = 0xcf8;
-/** Port of CONFIG_DATA. */
+/**
+ * Port of CONFIG_DATA.
+ *
+ * @example
+ * ```ts
+ * import { PCI_CONFIG_ADDRESS_PORT, PCI_CONFIG_DATA_PORT } from "./pci_bus.ts";
+ * import { equal } from "node:assert/strict";
+ * // A 16-bit read of config offset 0x02 uses CONFIG_DATA's byte 2.
+ * const port = PCI_CONFIG_DATA_PORT + (0x02 & 3);
+ * equal(port, 0xcfe);
+ * equal(PCI_CONFIG_DATA_PORT - PCI_CONFIG_ADDRESS_PORT, 4);
+ * ```
+ */
 export const PCI_CONFIG_DATA_PORT = 0xcfc;
 
 /**
@@ -17,6 +41,16 @@ export const PCI_CONFIG_DATA_PORT = 0xcfc;
  * (GGC 0x50, PCIEXBAR 0x60, SMRAM 0x9d) as the reference machine shows them.
  * Its chipset registers (0x40–0xff, except the SMRAM group) are plain
  * read/write storage: dmaworks has no BIOS shadowing, SMM or ECAM to steer.
+ *
+ * @example
+ * ```ts
+ * import { Q35_HOST_BRIDGE } from "./pci_bus.ts";
+ * import { PciFunction } from "./pci_function.ts";
+ * import { equal } from "node:assert/strict";
+ * const bridge = new PciFunction(Q35_HOST_BRIDGE);
+ * equal(bridge.read(0x00, 4), 0x29c0_8086);
+ * equal(bridge.read(0x60, 4), 0xb000_0000); // PCIEXBAR: QEMU's 0xb0000000, not enabled
+ * ```
  */
 export const Q35_HOST_BRIDGE: PciFunctionSpec = {
   vendorId: 0x8086,

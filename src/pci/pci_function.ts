@@ -7,7 +7,18 @@
 
 import { hex } from "../util/address.ts";
 
-/** Offsets of the standard type-0 header registers. */
+/**
+ * Offsets of the standard type-0 header registers.
+ *
+ * @example
+ * ```ts
+ * import { PciConfig, PciFunction } from "./pci_function.ts";
+ * import { equal } from "node:assert/strict";
+ * const edu = new PciFunction({ vendorId: 0x1234, deviceId: 0x11e8, classCode: 0x00ff00 });
+ * equal(edu.read(PciConfig.DEVICE_ID, 2), 0x11e8);
+ * equal(PciConfig.BAR0 + 4 * 5, 0x24); // BAR5, the last of the six
+ * ```
+ */
 export const PciConfig = {
   VENDOR_ID: 0x00,
   DEVICE_ID: 0x02,
@@ -26,7 +37,19 @@ export const PciConfig = {
   INTERRUPT_PIN: 0x3d,
 } as const;
 
-/** Command register bits. */
+/**
+ * Command register bits.
+ *
+ * @example
+ * ```ts
+ * import { PciCommand, PciConfig, PciFunction } from "./pci_function.ts";
+ * import { equal } from "node:assert/strict";
+ * const fn = new PciFunction({ vendorId: 0x1234, deviceId: 0x11e8, classCode: 0x00ff00 });
+ * fn.write(PciConfig.COMMAND, 2, PciCommand.MEMORY | PciCommand.BUS_MASTER);
+ * equal(fn.busMaster, true);
+ * equal(fn.command & PciCommand.INTX_DISABLE, 0);
+ * ```
+ */
 export const PciCommand = {
   IO: 0x0001,
   MEMORY: 0x0002,
@@ -36,7 +59,20 @@ export const PciCommand = {
   INTX_DISABLE: 0x0400,
 } as const;
 
-/** Status register bits. */
+/**
+ * Status register bits.
+ *
+ * @example
+ * ```ts
+ * import { PciConfig, PciFunction, PciStatus } from "./pci_function.ts";
+ * import { equal } from "node:assert/strict";
+ * const fn = new PciFunction({ vendorId: 0x1234, deviceId: 0x11e8, classCode: 0x00ff00 });
+ * fn.setStatusBits(PciStatus.RECEIVED_MASTER_ABORT);
+ * equal(fn.read(PciConfig.STATUS, 2) & PciStatus.RECEIVED_MASTER_ABORT, 0x2000);
+ * fn.write(PciConfig.STATUS, 2, PciStatus.RECEIVED_MASTER_ABORT); // write 1 to clear
+ * equal(fn.read(PciConfig.STATUS, 2) & PciStatus.RECEIVED_MASTER_ABORT, 0);
+ * ```
+ */
 export const PciStatus = {
   INTERRUPT: 0x0008,
   CAP_LIST: 0x0010,

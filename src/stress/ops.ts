@@ -121,7 +121,19 @@ export type StressOp =
     readonly fault: "stall" | "stall-timeout" | "crash" | "kill";
   };
 
-/** Every operation kind, in counter order. */
+/**
+ * Every operation kind, in counter order.
+ *
+ * @example
+ * ```ts
+ * import { OP_KINDS } from "./ops.ts";
+ * import { equal } from "node:assert/strict";
+ * import { AgentCtl } from "./stress_layout.ts";
+ * // An agent's per-kind counter for `dte` operations.
+ * equal(AgentCtl.KIND_OPS + OP_KINDS.indexOf("dte"), 64 + 9);
+ * equal(OP_KINDS.length <= AgentCtl.DEVICE_OPS - AgentCtl.KIND_OPS, true); // counters fit
+ * ```
+ */
 export const OP_KINDS = [
   "edu-copy",
   "ide-rw",

@@ -232,7 +232,18 @@ export const EVENT_RING_ENTRIES = (Ctl.AGENT_WORDS - AgentCtl.RING) / 4;
 /** Devices per agent the counters can tell apart. */
 export const MAX_AGENT_DEVICES = 48;
 
-/** The checks the agents count. */
+/**
+ * The checks the agents count.
+ *
+ * @example
+ * ```ts
+ * import { AgentCtl, agentWord, CHECK_NAMES } from "./stress_layout.ts";
+ * import { equal } from "node:assert/strict";
+ * // Agent 2's word counting `poison` checks.
+ * const word = agentWord(2, AgentCtl.CHECKS + CHECK_NAMES.indexOf("poison"));
+ * equal(word, 1024 + 2 * 8192 + 160 + 2);
+ * ```
+ */
 export const CHECK_NAMES = [
   "integrity",
   "ordering",

@@ -8,10 +8,31 @@
  * @module
  */
 
-/** The largest address dmaworks can represent exactly (2^53 − 1). */
+/**
+ * The largest address dmaworks can represent exactly (2^53 − 1).
+ *
+ * @example
+ * ```ts
+ * import { checkAddress, MAX_ADDRESS } from "./address.ts";
+ * import { equal, throws } from "node:assert/strict";
+ * equal(checkAddress(MAX_ADDRESS), 2 ** 53 - 1);
+ * throws(() => checkAddress(MAX_ADDRESS + 1), RangeError);
+ * ```
+ */
 export const MAX_ADDRESS: number = Number.MAX_SAFE_INTEGER;
 
-/** 2^32, the base of high RAM on a q35-style machine. */
+/**
+ * 2^32, the base of high RAM on a q35-style machine.
+ *
+ * @example
+ * ```ts
+ * import { FOUR_GIB } from "./address.ts";
+ * import { equal } from "node:assert/strict";
+ * // The high half of a 64-bit register pair, and the address it forms.
+ * equal(Math.floor(0x1_2345_6000 / FOUR_GIB), 1);
+ * equal(2 * FOUR_GIB + 0x1000, 0x2_0000_1000);
+ * ```
+ */
 export const FOUR_GIB = 0x1_0000_0000;
 
 /**

@@ -21,7 +21,18 @@ export interface BuiltinWorkload {
   readonly url: URL;
 }
 
-/** The built-in workloads. */
+/**
+ * The built-in workloads.
+ *
+ * @example
+ * ```ts
+ * import { BUILTIN_WORKLOADS, resolveWorkload } from "./registry.ts";
+ * import { equal } from "node:assert/strict";
+ * const storm = BUILTIN_WORKLOADS.find((w) => w.name === "dma-storm");
+ * equal(resolveWorkload("dma-storm,rounds=10").url.href, storm?.url.href);
+ * equal(BUILTIN_WORKLOADS[0]?.name, "demo"); // the default
+ * ```
+ */
 export const BUILTIN_WORKLOADS: readonly BuiltinWorkload[] = [
   {
     name: "demo",

@@ -105,15 +105,48 @@ import {
   E1000TxStatus,
 } from "./e1000_regs.ts";
 
-/** The MAC address a NIC gets when none is given (QEMU's default for the first NIC). */
+/**
+ * The MAC address a NIC gets when none is given (QEMU's default for the first NIC).
+ *
+ * @example
+ * ```ts
+ * import { E1000_DEFAULT_MAC } from "./e1000.ts";
+ * import { isMulticast, parseMac } from "../net/ethernet.ts";
+ * import { equal } from "node:assert/strict";
+ * const mac = parseMac(E1000_DEFAULT_MAC);
+ * equal(isMulticast(mac), false); // a unicast address
+ * equal(mac[0]! & 0x02, 0x02); // locally administered, QEMU's 52:54:00 prefix
+ * ```
+ */
 export const E1000_DEFAULT_MAC = "52:54:00:12:34:56";
 /** Transmit descriptors processed per deferred batch. */
 export const E1000_TX_BATCH = 64;
 /** Frames moved to receive buffers per deferred batch. */
 export const E1000_RX_BATCH = 64;
-/** The largest frame the transmitter sends (the frame rings' limit, 16 KiB). */
+/**
+ * The largest frame the transmitter sends (the frame rings' limit, 16 KiB).
+ *
+ * @example
+ * ```ts
+ * import { E1000_MAX_TX_FRAME } from "./e1000.ts";
+ * import { equal, ok } from "node:assert/strict";
+ * equal(E1000_MAX_TX_FRAME, 16 * 1024); // longer frames are dropped with ERRCAUSE 5
+ * ok(9018 <= E1000_MAX_TX_FRAME); // a jumbo frame (9000-byte MTU) is sent
+ * ```
+ */
 export const E1000_MAX_TX_FRAME: number = MAX_FRAME;
-/** The most segments one TCP segmentation packet may produce. */
+/**
+ * The most segments one TCP segmentation packet may produce.
+ *
+ * @example
+ * ```ts
+ * import { E1000_MAX_TSO_SEGMENTS } from "./e1000.ts";
+ * import { ok } from "node:assert/strict";
+ * const segments = (paylen: number, mss: number) => Math.ceil(paylen / mss);
+ * ok(segments(65_000, 1460) <= E1000_MAX_TSO_SEGMENTS); // 45 segments: sent
+ * ok(segments(65_000, 8) > E1000_MAX_TSO_SEGMENTS); // a tiny MSS: dropped with ERRCAUSE 6
+ * ```
+ */
 export const E1000_MAX_TSO_SEGMENTS = 1024;
 
 /** PCI device id of the 82540EM. */
@@ -121,7 +154,18 @@ const DEVICE_ID = 0x100e;
 const MMIO_SIZE = 0x2_0000;
 const IO_SIZE = 0x40;
 
-/** Static description of the e1000 (compare QEMU 7.2's config space at 00:03.0). */
+/**
+ * Static description of the e1000 (compare QEMU 7.2's config space at 00:03.0).
+ *
+ * @example
+ * ```ts
+ * import { E1000_DESCRIPTOR } from "./e1000.ts";
+ * import { equal } from "node:assert/strict";
+ * equal(E1000_DESCRIPTOR.pci.deviceId, 0x100e); // 82540EM, QEMU's -device e1000
+ * equal(E1000_DESCRIPTOR.pci.classCode >> 16, 0x02); // a network controller
+ * equal(E1000_DESCRIPTOR.regions[0]?.size, 128 * 1024); // BAR0: the registers
+ * ```
+ */
 export const E1000_DESCRIPTOR: DeviceDescriptor = {
   type: "e1000",
   description: "Intel 82540EM Gigabit Ethernet controller (8086:100e)",

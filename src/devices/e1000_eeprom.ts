@@ -10,11 +10,46 @@
 
 import { E1000Eecd } from "./e1000_regs.ts";
 
-/** Words in the EEPROM. */
+/**
+ * Words in the EEPROM.
+ *
+ * @example
+ * ```ts
+ * import { buildEeprom, EEPROM_WORDS } from "./e1000_eeprom.ts";
+ * import { equal } from "node:assert/strict";
+ * const words = buildEeprom(new Uint8Array([0x52, 0x54, 0, 0x12, 0x34, 0x56]), 0x100e);
+ * equal(words.length, EEPROM_WORDS); // 64 16-bit words: a 1 Kbit Microwire EEPROM
+ * ```
+ */
 export const EEPROM_WORDS = 64;
-/** The checksum word. */
+/**
+ * The checksum word.
+ *
+ * @example
+ * ```ts
+ * import { buildEeprom, EEPROM_CHECKSUM_WORD, EEPROM_SUM, EEPROM_WORDS } from "./e1000_eeprom.ts";
+ * import { equal } from "node:assert/strict";
+ * equal(EEPROM_CHECKSUM_WORD, EEPROM_WORDS - 1); // the last word
+ * const words = buildEeprom(new Uint8Array(6), 0x100e);
+ * const sum = words.subarray(0, EEPROM_CHECKSUM_WORD).reduce((a, b) => (a + b) & 0xffff, 0);
+ * equal(words[EEPROM_CHECKSUM_WORD], (EEPROM_SUM - sum) & 0xffff);
+ * ```
+ */
 export const EEPROM_CHECKSUM_WORD = 0x3f;
-/** What the 64 words sum to (modulo 2^16) in a valid image. */
+/**
+ * What the 64 words sum to (modulo 2^16) in a valid image.
+ *
+ * @example
+ * ```ts
+ * import { buildEeprom, EEPROM_SUM } from "./e1000_eeprom.ts";
+ * import { equal } from "node:assert/strict";
+ * const sum = (w: Uint16Array) => w.reduce((a, b) => (a + b) & 0xffff, 0);
+ * const words = buildEeprom(new Uint8Array([0x52, 0x54, 0, 0x12, 0x34, 0x56]), 0x100e);
+ * equal(sum(words), EEPROM_SUM); // 0xBABA, as the 8254x SDM fixes it: a valid image
+ * words[0] = words[0]! ^ 1; // corrupt the MAC address
+ * equal(sum(words) === EEPROM_SUM, false);
+ * ```
+ */
 export const EEPROM_SUM = 0xbaba;
 
 /** The Microwire READ opcode (after the start bit). */

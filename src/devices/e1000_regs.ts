@@ -10,7 +10,19 @@
  * @module
  */
 
-/** BAR0 register offsets. */
+/**
+ * BAR0 register offsets.
+ *
+ * @example
+ * ```ts
+ * import { E1000Reg } from "./e1000_regs.ts";
+ * import { equal } from "node:assert/strict";
+ * const bar0 = 0xfebc_0000; // where firmware placed BAR0
+ * equal(bar0 + E1000Reg.STATUS, 0xfebc_0008);
+ * equal(E1000Reg.RA + 8 * 1 + 4, 0x540c); // RAH1: receive address pairs are 8 bytes apart
+ * equal(E1000Reg.TDT - E1000Reg.TDBAL, E1000Reg.RDT - E1000Reg.RDBAL); // same ring layout
+ * ```
+ */
 export const E1000Reg = {
   CTRL: 0x0000,
   STATUS: 0x0008,
@@ -82,7 +94,19 @@ export const E1000Reg = {
   PBM: 0x10000,
 } as const;
 
-/** Statistics registers (all clear on read; 64-bit pairs clear when the high half is read). */
+/**
+ * Statistics registers (all clear on read; 64-bit pairs clear when the high half is read).
+ *
+ * @example
+ * ```ts
+ * import { E1000_STATS_RANGE, E1000Stat } from "./e1000_regs.ts";
+ * import { equal, ok } from "node:assert/strict";
+ * equal(E1000Stat.MPC, 0x4010); // Missed Packets Count, as the 8254x SDM places it
+ * equal(E1000Stat.GORCH, E1000Stat.GORCL + 4); // a 64-bit pair: read the low half first
+ * const [first, end] = E1000_STATS_RANGE;
+ * ok(Object.values(E1000Stat).every((offset) => offset >= first && offset < end));
+ * ```
+ */
 export const E1000Stat = {
   CRCERRS: 0x4000,
   ALGNERRC: 0x4004,
@@ -144,10 +168,34 @@ export const E1000Stat = {
   TSCTFC: 0x40fc,
 } as const;
 
-/** First and last (exclusive) offsets of the statistics block. */
+/**
+ * First and last (exclusive) offsets of the statistics block.
+ *
+ * @example
+ * ```ts
+ * import { E1000_STATS_RANGE, E1000Reg, E1000Stat } from "./e1000_regs.ts";
+ * import { equal, ok } from "node:assert/strict";
+ * const [first, end] = E1000_STATS_RANGE;
+ * const isStat = (offset: number) => offset >= first && offset < end;
+ * ok(isStat(E1000Stat.TSCTFC)); // the last one, 0x40fc
+ * ok(!isStat(E1000Reg.RCTL));
+ * equal((end - first) / 4, 64); // 64 32-bit registers
+ * ```
+ */
 export const E1000_STATS_RANGE: readonly [number, number] = [0x4000, 0x4100];
 
-/** CTRL bits. */
+/**
+ * CTRL bits.
+ *
+ * @example
+ * ```ts
+ * import { E1000Ctrl } from "./e1000_regs.ts";
+ * import { equal } from "node:assert/strict";
+ * const ctrl = 0x0014_0240; // CTRL after reset (as QEMU's): SLU, 1000 Mb/s, SWDPIN0 and 2
+ * equal(ctrl, E1000Ctrl.SLU | E1000Ctrl.SPD_1000 | E1000Ctrl.SWDPIN0 | E1000Ctrl.SWDPIN2);
+ * equal((ctrl | E1000Ctrl.RST) >>> 0, 0x0414_0240); // what a driver writes to reset the device
+ * ```
+ */
 export const E1000Ctrl = {
   FD: 0x0000_0001,
   LRST: 0x0000_0008,
@@ -167,7 +215,19 @@ export const E1000Ctrl = {
   PHY_RST: 0x8000_0000,
 } as const;
 
-/** STATUS bits. */
+/**
+ * STATUS bits.
+ *
+ * @example
+ * ```ts
+ * import { E1000Status } from "./e1000_regs.ts";
+ * import { equal } from "node:assert/strict";
+ * const status = 0x8008_0783; // STATUS after reset
+ * equal(status & E1000Status.LU, E1000Status.LU); // link up
+ * equal(status & E1000Status.FD, E1000Status.FD); // full duplex
+ * equal(status & E1000Status.SPEED_1000, E1000Status.SPEED_1000); // at 1000 Mb/s
+ * ```
+ */
 export const E1000Status = {
   FD: 0x0000_0001,
   LU: 0x0000_0002,
@@ -178,7 +238,19 @@ export const E1000Status = {
   GIO_MASTER_ENABLE: 0x0008_0000,
 } as const;
 
-/** EECD (EEPROM/flash control) bits. */
+/**
+ * EECD (EEPROM/flash control) bits.
+ *
+ * @example
+ * ```ts
+ * import { E1000Eecd } from "./e1000_regs.ts";
+ * import { equal } from "node:assert/strict";
+ * const eecd = 0x0000_0188; // an EECD read
+ * equal(eecd & E1000Eecd.PRES, E1000Eecd.PRES); // an EEPROM is present
+ * equal(eecd & E1000Eecd.DO, E1000Eecd.DO); // the data out bit is 1
+ * equal(E1000Eecd.CS | E1000Eecd.DI | E1000Eecd.SK, 0x7); // clock a 1 in: chip select, DI, SK
+ * ```
+ */
 export const E1000Eecd = {
   SK: 0x001,
   CS: 0x002,
@@ -190,7 +262,20 @@ export const E1000Eecd = {
   PRES: 0x100,
 } as const;
 
-/** EERD (EEPROM read) fields. */
+/**
+ * EERD (EEPROM read) fields.
+ *
+ * @example
+ * ```ts
+ * import { E1000Eerd } from "./e1000_regs.ts";
+ * import { equal } from "node:assert/strict";
+ * const start = E1000Eerd.START | (0x3f << E1000Eerd.ADDR_SHIFT); // read the checksum word
+ * equal(start, 0x3f01);
+ * const eerd = 0xbeef_3f11; // the answer: DONE, the address, the data
+ * equal(eerd & E1000Eerd.DONE, E1000Eerd.DONE);
+ * equal(eerd >>> E1000Eerd.DATA_SHIFT, 0xbeef);
+ * ```
+ */
 export const E1000Eerd = {
   START: 0x1,
   DONE: 0x10,
@@ -198,7 +283,21 @@ export const E1000Eerd = {
   DATA_SHIFT: 16,
 } as const;
 
-/** MDIC (PHY access) fields. */
+/**
+ * MDIC (PHY access) fields.
+ *
+ * @example
+ * ```ts
+ * import { E1000Mdic, E1000Phy } from "./e1000_regs.ts";
+ * import { equal } from "node:assert/strict";
+ * const phy1 = 1 << E1000Mdic.PHY_SHIFT;
+ * const read = E1000Mdic.OP_READ | phy1 | (E1000Phy.PHYID1 << E1000Mdic.REG_SHIFT);
+ * equal(read, 0x0822_0000); // read PHYID1 of PHY 1
+ * const answer = 0x1822_0141; // READY set, data 0x0141
+ * equal(answer & E1000Mdic.READY, E1000Mdic.READY);
+ * equal(answer & E1000Mdic.DATA_MASK, 0x0141);
+ * ```
+ */
 export const E1000Mdic = {
   DATA_MASK: 0x0000_ffff,
   REG_MASK: 0x001f_0000,
@@ -212,7 +311,19 @@ export const E1000Mdic = {
   ERROR: 0x4000_0000,
 } as const;
 
-/** Interrupt causes (ICR, ICS, IMS, IMC). */
+/**
+ * Interrupt causes (ICR, ICS, IMS, IMC).
+ *
+ * @example
+ * ```ts
+ * import { E1000Icr } from "./e1000_regs.ts";
+ * import { equal } from "node:assert/strict";
+ * const icr = 0x0000_0083; // an ICR read (reading clears it)
+ * equal(icr & E1000Icr.RXT0, E1000Icr.RXT0); // a frame was received
+ * equal(icr & (E1000Icr.TXDW | E1000Icr.TXQE), 0x3); // the transmit queue ran dry
+ * equal(icr & E1000Icr.ERR, 0); // no ring or DMA error
+ * ```
+ */
 export const E1000Icr = {
   /** Transmit descriptor written back. */
   TXDW: 0x0000_0001,
@@ -240,10 +351,33 @@ export const E1000Icr = {
   SRPD: 0x0001_0000,
 } as const;
 
-/** The interrupt cause bits the model keeps (bits 31:17 are reserved and read 0). */
+/**
+ * The interrupt cause bits the model keeps (bits 31:17 are reserved and read 0).
+ *
+ * @example
+ * ```ts
+ * import { E1000_ICR_MASK, E1000Icr } from "./e1000_regs.ts";
+ * import { equal, ok } from "node:assert/strict";
+ * equal(E1000_ICR_MASK, (E1000Icr.SRPD << 1) - 1); // bits 16:0, SRPD the highest cause
+ * ok(Object.values(E1000Icr).every((bit) => (bit & ~E1000_ICR_MASK) === 0));
+ * equal(0xfffe_0004 & E1000_ICR_MASK, E1000Icr.LSC); // a write to ICS keeps only defined bits
+ * ```
+ */
 export const E1000_ICR_MASK = 0x0001_ffff;
 
-/** RCTL bits. */
+/**
+ * RCTL bits.
+ *
+ * @example
+ * ```ts
+ * import { E1000Rctl } from "./e1000_regs.ts";
+ * import { equal } from "node:assert/strict";
+ * const rctl = E1000Rctl.EN | E1000Rctl.BAM | E1000Rctl.SECRC; // receive broadcasts, strip the FCS
+ * equal(rctl, 0x0400_8002);
+ * equal((rctl >> E1000Rctl.BSIZE_SHIFT) & 3, 0); // BSIZE 00 (BSEX clear): 2048-byte buffers
+ * equal(rctl & E1000Rctl.LBM_MASK, 0); // no loopback
+ * ```
+ */
 export const E1000Rctl = {
   EN: 0x0000_0002,
   SBP: 0x0000_0004,
@@ -262,13 +396,38 @@ export const E1000Rctl = {
   SECRC: 0x0400_0000,
 } as const;
 
-/** TCTL bits. */
+/**
+ * TCTL bits.
+ *
+ * @example
+ * ```ts
+ * import { E1000Tctl } from "./e1000_regs.ts";
+ * import { equal } from "node:assert/strict";
+ * const tctl = E1000Tctl.EN | E1000Tctl.PSP | (0x0f << 4) | (0x40 << 12); // CT 15, COLD 64
+ * equal(tctl, 0x0004_00fa);
+ * equal(tctl & E1000Tctl.PSP, E1000Tctl.PSP); // short frames are padded to 60 bytes
+ * ```
+ */
 export const E1000Tctl = {
   EN: 0x0000_0002,
   PSP: 0x0000_0008,
 } as const;
 
-/** RAH bits. */
+/**
+ * RAH bits.
+ *
+ * @example
+ * ```ts
+ * import { E1000Rah } from "./e1000_regs.ts";
+ * import { equal } from "node:assert/strict";
+ * const mac = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+ * const ral = ((mac[3]! << 24) | (mac[2]! << 16) | (mac[1]! << 8) | mac[0]!) >>> 0;
+ * const rah = (E1000Rah.AV | (mac[5]! << 8) | mac[4]!) >>> 0; // RA + 4: bytes 4-5, valid
+ * equal(ral, 0x1200_5452);
+ * equal(rah, 0x8000_5634);
+ * equal((rah & E1000Rah.WRITABLE) >>> 0, rah); // a write keeps it whole
+ * ```
+ */
 export const E1000Rah = {
   /** Address valid. */
   AV: 0x8000_0000,
@@ -276,7 +435,19 @@ export const E1000Rah = {
   WRITABLE: 0x8003_ffff,
 } as const;
 
-/** Transmit descriptor command bits (byte 11 of a descriptor; bits 31:24 of its second dword). */
+/**
+ * Transmit descriptor command bits (byte 11 of a descriptor; bits 31:24 of its second dword).
+ *
+ * @example
+ * ```ts
+ * import { E1000TxCmd } from "./e1000_regs.ts";
+ * import { equal } from "node:assert/strict";
+ * const cmd = E1000TxCmd.EOP | E1000TxCmd.IFCS | E1000TxCmd.RS; // one whole frame, add its FCS
+ * equal(cmd, 0x0b);
+ * const dword1 = ((cmd << 24) | 60) >>> 0; // a legacy descriptor's second dword, length 60
+ * equal(dword1, 0x0b00_003c);
+ * ```
+ */
 export const E1000TxCmd = {
   EOP: 0x01,
   IFCS: 0x02,
@@ -288,7 +459,20 @@ export const E1000TxCmd = {
   IDE: 0x80,
 } as const;
 
-/** Extended descriptor fields in the second dword of a context or data descriptor. */
+/**
+ * Extended descriptor fields in the second dword of a context or data descriptor.
+ *
+ * @example
+ * ```ts
+ * import { E1000TxCmd, E1000TxExt } from "./e1000_regs.ts";
+ * import { equal } from "node:assert/strict";
+ * const cmd = E1000TxCmd.DEXT | E1000TxCmd.EOP;
+ * const dword1 = ((cmd << 24) | E1000TxExt.DTYP_DATA | 1514) >>> 0;
+ * equal(dword1 & E1000TxExt.DTYP_MASK, E1000TxExt.DTYP_DATA); // a data descriptor
+ * equal(dword1 & E1000TxExt.TSE, 0); // not segmented
+ * equal(E1000TxExt.POPTS_IXSM | E1000TxExt.POPTS_TXSM, 0x03); // byte 13: insert both checksums
+ * ```
+ */
 export const E1000TxExt = {
   /** Descriptor type field, bits 23:20: 0 context, 1 data. */
   DTYP_MASK: 0x00f0_0000,
@@ -305,7 +489,18 @@ export const E1000TxExt = {
   POPTS_TXSM: 0x02,
 } as const;
 
-/** Transmit descriptor status bits (byte 12). */
+/**
+ * Transmit descriptor status bits (byte 12).
+ *
+ * @example
+ * ```ts
+ * import { E1000TxStatus } from "./e1000_regs.ts";
+ * import { equal } from "node:assert/strict";
+ * const status = 0x01; // byte 12 of a written-back transmit descriptor
+ * equal(status & E1000TxStatus.DD, E1000TxStatus.DD); // done: its buffer may be reused
+ * equal(status & (E1000TxStatus.EC | E1000TxStatus.LC), 0); // no collision trouble
+ * ```
+ */
 export const E1000TxStatus = {
   DD: 0x01,
   EC: 0x02,
@@ -313,7 +508,19 @@ export const E1000TxStatus = {
   TU: 0x08,
 } as const;
 
-/** Receive descriptor status bits (byte 12). */
+/**
+ * Receive descriptor status bits (byte 12).
+ *
+ * @example
+ * ```ts
+ * import { E1000RxStatus } from "./e1000_regs.ts";
+ * import { equal } from "node:assert/strict";
+ * const status = 0x07; // byte 12 of a written-back receive descriptor
+ * equal(status & E1000RxStatus.DD, E1000RxStatus.DD); // the device is done with it
+ * equal(status & E1000RxStatus.EOP, E1000RxStatus.EOP); // the frame ends in this buffer
+ * equal(status & E1000RxStatus.IXSM, E1000RxStatus.IXSM); // TCPCS and IPCS mean nothing
+ * ```
+ */
 export const E1000RxStatus = {
   DD: 0x01,
   EOP: 0x02,
@@ -325,7 +532,18 @@ export const E1000RxStatus = {
   PIF: 0x80,
 } as const;
 
-/** Receive descriptor error bits (byte 13). */
+/**
+ * Receive descriptor error bits (byte 13).
+ *
+ * @example
+ * ```ts
+ * import { E1000RxError } from "./e1000_regs.ts";
+ * import { equal } from "node:assert/strict";
+ * const errors = 0x80; // byte 13 of a written-back receive descriptor
+ * equal(errors & E1000RxError.RXE, E1000RxError.RXE); // the buffer could not be written
+ * equal(errors & (E1000RxError.CE | E1000RxError.SE), 0); // no CRC or symbol error
+ * ```
+ */
 export const E1000RxError = {
   CE: 0x01,
   SE: 0x02,
@@ -337,7 +555,19 @@ export const E1000RxError = {
   RXE: 0x80,
 } as const;
 
-/** Bytes of a transmit or receive descriptor. */
+/**
+ * Bytes of a transmit or receive descriptor.
+ *
+ * @example
+ * ```ts
+ * import { E1000_DESCRIPTOR_BYTES } from "./e1000_regs.ts";
+ * import { equal } from "node:assert/strict";
+ * const tdlen = 256 * E1000_DESCRIPTOR_BYTES; // TDLEN for a ring of 256 descriptors
+ * equal(tdlen, 4096);
+ * equal(tdlen % 128, 0); // the 8254x SDM: a ring length is a multiple of 128 bytes
+ * equal(0x10_0000 + 5 * E1000_DESCRIPTOR_BYTES, 0x10_0050); // descriptor 5 of a ring at 1 MiB
+ * ```
+ */
 export const E1000_DESCRIPTOR_BYTES = 16;
 
 /**
@@ -347,6 +577,16 @@ export const E1000_DESCRIPTOR_BYTES = 16;
  * Writing ERRCAUSE clears the cause and the address (not the stopped bits:
  * writing TCTL restarts the transmit ring, writing RCTL the receive ring,
  * CTRL.RST both).
+ *
+ * @example
+ * ```ts
+ * import { E1000_DMA_FAULT_CODES, E1000Err } from "./e1000_regs.ts";
+ * import { equal } from "node:assert/strict";
+ * const errcause = 0x0001_0302; // an ERRCAUSE read
+ * equal(errcause & 0xff, E1000Err.TX_DESCRIPTOR); // a transmit descriptor could not be read
+ * equal((errcause >> 8) & 0xff, E1000_DMA_FAULT_CODES.permission); // the IOMMU refused it
+ * equal(errcause & E1000Err.TX_STOPPED, E1000Err.TX_STOPPED); // until TCTL is written
+ * ```
  */
 export const E1000Err = {
   NONE: 0,
@@ -376,7 +616,22 @@ export const E1000Err = {
   RX_STOPPED: 0x2_0000,
 } as const;
 
-/** DMA fault kinds as ERRCAUSE bits 15:8 report them (the same codes as edu's 0xa8 register). */
+/**
+ * DMA fault kinds as ERRCAUSE bits 15:8 report them (the same codes as edu's 0xa8 register).
+ *
+ * @example
+ * ```ts
+ * import { E1000_DMA_FAULT_CODES } from "./e1000_regs.ts";
+ * import { EDU_FAULT_CODES } from "./edu.ts";
+ * import { equal } from "node:assert/strict";
+ * const code = (0x0000_020b >> 8) & 0xff; // ERRCAUSE bits 15:8 (here with RX_BUFFER)
+ * const kind = Object.entries(E1000_DMA_FAULT_CODES).find(([, c]) => c === code)?.[0];
+ * equal(kind, "no-translation");
+ * for (const [name, c] of Object.entries(E1000_DMA_FAULT_CODES)) {
+ *   equal(EDU_FAULT_CODES[name as keyof typeof EDU_FAULT_CODES], c); // edu's codes too
+ * }
+ * ```
+ */
 export const E1000_DMA_FAULT_CODES = {
   "none": 0,
   "no-translation": 2,
@@ -386,7 +641,18 @@ export const E1000_DMA_FAULT_CODES = {
   "bus-master-disabled": 6,
 } as const;
 
-/** PHY (MII) register numbers reachable through MDIC (PHY address 1). */
+/**
+ * PHY (MII) register numbers reachable through MDIC (PHY address 1).
+ *
+ * @example
+ * ```ts
+ * import { E1000Mdic, E1000Phy } from "./e1000_regs.ts";
+ * import { equal } from "node:assert/strict";
+ * equal(E1000Phy.BMSR, 1); // IEEE 802.3 clause 22: basic mode status register
+ * const mdic = 0x1821_796d; // MDIC after a read of PHY 1
+ * equal((mdic & E1000Mdic.REG_MASK) >> E1000Mdic.REG_SHIFT, E1000Phy.BMSR); // of BMSR
+ * ```
+ */
 export const E1000Phy = {
   BMCR: 0x00,
   BMSR: 0x01,
@@ -403,7 +669,19 @@ export const E1000Phy = {
   RX_ERR_CNTR: 0x15,
 } as const;
 
-/** PHY register bits the model acts on. */
+/**
+ * PHY register bits the model acts on.
+ *
+ * @example
+ * ```ts
+ * import { E1000PhyBits } from "./e1000_regs.ts";
+ * import { equal } from "node:assert/strict";
+ * const bmsr = 0x796d; // BMSR as read through MDIC
+ * equal(bmsr & E1000PhyBits.BMSR_LINK_ST, E1000PhyBits.BMSR_LINK_ST); // link up
+ * equal(bmsr & E1000PhyBits.BMSR_AN_COMP, E1000PhyBits.BMSR_AN_COMP); // negotiation complete
+ * equal(E1000PhyBits.BMCR_AUTOEN | E1000PhyBits.BMCR_ANRESTART, 0x1200); // BMCR: renegotiate
+ * ```
+ */
 export const E1000PhyBits = {
   BMCR_ANRESTART: 0x0200,
   BMCR_AUTOEN: 0x1000,

@@ -45,12 +45,46 @@ import type { DmaFaultKind } from "../dma/dma_result.ts";
 import { bigintToAddress } from "../util/address.ts";
 import type { DeviceDescriptor, DeviceEnv, DeviceModel } from "./device_model.ts";
 
-/** Base of the device's 4 KiB DMA buffer in the device's own address space. */
+/**
+ * Base of the device's 4 KiB DMA buffer in the device's own address space.
+ *
+ * @example
+ * ```ts
+ * import { EDU_DMA_BUFFER_BASE, EDU_DMA_BUFFER_SIZE } from "./edu.ts";
+ * import { equal } from "node:assert/strict";
+ * const end = EDU_DMA_BUFFER_BASE + EDU_DMA_BUFFER_SIZE;
+ * const fits = (addr: number, count: number) => addr >= EDU_DMA_BUFFER_BASE && addr + count <= end;
+ * equal(fits(0x40000, 4096), true); // the whole buffer (QEMU's edu.rst: at 0x40000)
+ * equal(fits(0x40800, 4096), false); // runs past its end: refused, fault code "bad-range"
+ * ```
+ */
 export const EDU_DMA_BUFFER_BASE = 0x40000;
-/** Size of the DMA buffer. */
+/**
+ * Size of the DMA buffer.
+ *
+ * @example
+ * ```ts
+ * import { EDU_DMA_BUFFER_SIZE } from "./edu.ts";
+ * import { equal } from "node:assert/strict";
+ * equal(EDU_DMA_BUFFER_SIZE, 4 * 1024); // 4 KiB, QEMU's DMA_SIZE in hw/misc/edu.c
+ * equal(Math.ceil(10_000 / EDU_DMA_BUFFER_SIZE), 3); // moving 10000 bytes takes 3 transfers
+ * ```
+ */
 export const EDU_DMA_BUFFER_SIZE = 4096;
 
-/** Status register bits. */
+/**
+ * Status register bits.
+ *
+ * @example
+ * ```ts
+ * import { EduStatus } from "./edu.ts";
+ * import { equal } from "node:assert/strict";
+ * const status = 0x101; // a read of register 0x20
+ * equal(status & EduStatus.COMPUTING, EduStatus.COMPUTING); // the factorial is not ready yet
+ * equal(status & EduStatus.IRQ_FACT, 0); // and will not raise an interrupt
+ * equal(status & EduStatus.DMA_ERROR, EduStatus.DMA_ERROR); // write this bit back to clear it
+ * ```
+ */
 export const EduStatus = {
   /** A factorial is being computed. */
   COMPUTING: 0x01,
@@ -60,7 +94,19 @@ export const EduStatus = {
   DMA_ERROR: 0x100,
 } as const;
 
-/** DMA command bits. */
+/**
+ * DMA command bits.
+ *
+ * @example
+ * ```ts
+ * import { EduDmaCommand } from "./edu.ts";
+ * import { equal } from "node:assert/strict";
+ * const toRam = EduDmaCommand.RUN | EduDmaCommand.TO_RAM | EduDmaCommand.IRQ;
+ * equal(toRam, 0x7); // edu.rst: start, device to RAM, interrupt 0x100 when done
+ * const copyLoop = EduDmaCommand.RUN | EduDmaCommand.COPY | EduDmaCommand.REPEAT;
+ * equal(copyLoop, 0x19); // RAM to RAM until 0xb0 is written (dmaworks extensions)
+ * ```
+ */
 export const EduDmaCommand = {
   /** Start (reads 1 while running). */
   RUN: 0x1,
@@ -74,7 +120,18 @@ export const EduDmaCommand = {
   COPY: 0x10,
 } as const;
 
-/** Interrupt status bits raised by the device itself. */
+/**
+ * Interrupt status bits raised by the device itself.
+ *
+ * @example
+ * ```ts
+ * import { EduIrq } from "./edu.ts";
+ * import { equal } from "node:assert/strict";
+ * const irqStatus = 0x100; // a read of register 0x24
+ * equal(irqStatus & EduIrq.DMA, EduIrq.DMA); // the DMA ended: write 0x100 to 0x64 to acknowledge
+ * equal(irqStatus & EduIrq.FACT, 0); // no factorial done
+ * ```
+ */
 export const EduIrq = {
   /** Factorial done. */
   FACT: 0x1,
@@ -82,7 +139,18 @@ export const EduIrq = {
   DMA: 0x100,
 } as const;
 
-/** Codes in the DMA fault code register (0xa8). */
+/**
+ * Codes in the DMA fault code register (0xa8).
+ *
+ * @example
+ * ```ts
+ * import { EDU_FAULT_CODES } from "./edu.ts";
+ * import { equal } from "node:assert/strict";
+ * const code = 3; // a read of register 0xa8
+ * equal(Object.entries(EDU_FAULT_CODES).find(([, c]) => c === code)?.[0], "permission");
+ * equal(EDU_FAULT_CODES["bad-range"], 1); // outside the buffer: no DMA was tried
+ * ```
+ */
 export const EDU_FAULT_CODES: Readonly<Record<DmaFaultKind | "none" | "bad-range", number>> = {
   "none": 0,
   "bad-range": 1,
@@ -93,7 +161,18 @@ export const EDU_FAULT_CODES: Readonly<Record<DmaFaultKind | "none" | "bad-range
   "bus-master-disabled": 6,
 };
 
-/** Static description of the edu device. */
+/**
+ * Static description of the edu device.
+ *
+ * @example
+ * ```ts
+ * import { EDU_DESCRIPTOR } from "./edu.ts";
+ * import { equal } from "node:assert/strict";
+ * equal(EDU_DESCRIPTOR.pci.vendorId, 0x1234); // QEMU's edu, 1234:11e8
+ * equal(EDU_DESCRIPTOR.pci.deviceId, 0x11e8);
+ * equal(EDU_DESCRIPTOR.regions[0]?.size, 1 << 20); // BAR0: 1 MiB of MMIO
+ * ```
+ */
 export const EDU_DESCRIPTOR: DeviceDescriptor = {
   type: "edu",
   description: "QEMU educational PCI device (1234:11e8) with a DMA engine",

@@ -41,6 +41,15 @@ export interface DeviceType {
 /**
  * Devices that are not PCI functions but attach to a controller
  * (`-device ide-hd,drive=…,bus=ID.N`): their accepted properties.
+ *
+ * @example
+ * ```ts
+ * import { ATTACHED_DEVICES, deviceType } from "./registry.ts";
+ * import { equal } from "node:assert/strict";
+ * equal(ATTACHED_DEVICES["ide-hd"]?.includes("drive"), true);
+ * equal(deviceType("ide-hd"), undefined); // not a PCI function of its own
+ * equal(deviceType("piix3-ide")?.diskBuses, 2); // it attaches to bus ID.0 or ID.1
+ * ```
  */
 export const ATTACHED_DEVICES: Readonly<Record<string, readonly string[]>> = {
   "ide-hd": ["drive", "bus", "unit", "serial", "model", "ver"],
@@ -72,6 +81,14 @@ const TYPES: ReadonlyMap<string, DeviceType> = new Map<string, DeviceType>([
 /**
  * Devices the main isolate models itself (no worker): `-device` names with a
  * description for `-device help`.
+ *
+ * @example
+ * ```ts
+ * import { deviceType, MAIN_ISOLATE_DEVICES } from "./registry.ts";
+ * import { equal, match } from "node:assert/strict";
+ * match(MAIN_ISOLATE_DEVICES["amd-iommu"] ?? "", /AMD-Vi/); // what -device help prints
+ * equal(deviceType("amd-iommu"), undefined); // no worker device type behind it
+ * ```
  */
 export const MAIN_ISOLATE_DEVICES: Readonly<Record<string, string>> = {
   "amd-iommu": "AMD-Vi IOMMU (1022:0008), MMIO at 0xfed80000",

@@ -11,15 +11,71 @@
 
 import { crc32 } from "../util/crc32.ts";
 
-/** Bytes in a MAC address. */
+/**
+ * Bytes in a MAC address.
+ *
+ * @example
+ * ```ts
+ * import { MAC_BYTES, parseMac } from "./ethernet.ts";
+ * import { equal } from "node:assert/strict";
+ * equal(parseMac("52:54:00:12:34:56").length, MAC_BYTES); // 48 bits, IEEE 802
+ * ```
+ */
 export const MAC_BYTES = 6;
-/** Bytes in an Ethernet header (destination, source, EtherType). */
+/**
+ * Bytes in an Ethernet header (destination, source, EtherType).
+ *
+ * @example
+ * ```ts
+ * import { buildFrame, ETH_HEADER_BYTES } from "./ethernet.ts";
+ * import { equal } from "node:assert/strict";
+ * const src = [2, 0, 0, 0, 0, 1];
+ * const frame = buildFrame({ dst: [2, 0, 0, 0, 0, 2], src, etherType: 0x0800 });
+ * equal(frame.length, ETH_HEADER_BYTES); // 6 + 6 + 2 (IEEE 802.3)
+ * equal((frame[ETH_HEADER_BYTES - 2]! << 8) | frame[ETH_HEADER_BYTES - 1]!, 0x0800); // EtherType
+ * ```
+ */
 export const ETH_HEADER_BYTES = 14;
-/** The shortest frame on the wire without its FCS (64 bytes with it). */
+/**
+ * The shortest frame on the wire without its FCS (64 bytes with it).
+ *
+ * @example
+ * ```ts
+ * import { BROADCAST_MAC, buildFrame, ETH_FCS_BYTES, ETH_MIN_FRAME } from "./ethernet.ts";
+ * import { equal } from "node:assert/strict";
+ * const src = [2, 0, 0, 0, 0, 1];
+ * const arp = buildFrame({ dst: BROADCAST_MAC, src, payload: new Uint8Array(28) });
+ * equal(arp.length < ETH_MIN_FRAME, true); // 42 bytes: padded to 60 on the wire
+ * equal(ETH_MIN_FRAME + ETH_FCS_BYTES, 64); // IEEE 802.3's minimum frame size
+ * ```
+ */
 export const ETH_MIN_FRAME = 60;
-/** Bytes of the frame check sequence. */
+/**
+ * Bytes of the frame check sequence.
+ *
+ * @example
+ * ```ts
+ * import { ETH_FCS_BYTES, ethernetCrc32 } from "./ethernet.ts";
+ * import { equal } from "node:assert/strict";
+ * const wire = new Uint8Array(60 + ETH_FCS_BYTES);
+ * const fcs = ethernetCrc32(wire.subarray(0, 60));
+ * new DataView(wire.buffer).setUint32(60, fcs, true); // appended least significant byte first
+ * equal(ethernetCrc32(wire), 0x2144df1c); // the CRC-32 residue of a frame with a good FCS
+ * ```
+ */
 export const ETH_FCS_BYTES = 4;
-/** The broadcast address. */
+/**
+ * The broadcast address.
+ *
+ * @example
+ * ```ts
+ * import { BROADCAST_MAC, buildFrame, formatMac, isBroadcast } from "./ethernet.ts";
+ * import { equal } from "node:assert/strict";
+ * equal(formatMac(BROADCAST_MAC), "ff:ff:ff:ff:ff:ff");
+ * equal(isBroadcast(buildFrame({ dst: BROADCAST_MAC, src: [2, 0, 0, 0, 0, 1] })), true);
+ * equal(Object.isFrozen(BROADCAST_MAC), true); // shared: nobody may change it
+ * ```
+ */
 export const BROADCAST_MAC: readonly number[] = Object.freeze([0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
 
 /**

@@ -7,9 +7,33 @@
  * @module
  */
 
-/** The classic pcap magic (microsecond timestamps). */
+/**
+ * The classic pcap magic (microsecond timestamps).
+ *
+ * @example
+ * ```ts
+ * import { PCAP_MAGIC } from "./pcap_writer.ts";
+ * import { deepEqual } from "node:assert/strict";
+ * const header = new DataView(new ArrayBuffer(4));
+ * header.setUint32(0, PCAP_MAGIC, true); // as the writer lays it down
+ * deepEqual([...new Uint8Array(header.buffer)], [0xd4, 0xc3, 0xb2, 0xa1]); // little-endian, µs
+ * ```
+ */
 export const PCAP_MAGIC = 0xa1b2_c3d4;
-/** Link type Ethernet. */
+/**
+ * Link type Ethernet.
+ *
+ * @example
+ * ```ts
+ * import { LINKTYPE_ETHERNET, PcapWriter } from "./pcap_writer.ts";
+ * import { equal } from "node:assert/strict";
+ * const path = await Deno.makeTempFile({ suffix: ".pcap" });
+ * await (await PcapWriter.create(path)).close();
+ * const header = new DataView((await Deno.readFile(path)).buffer);
+ * equal(header.getUint32(20, true), LINKTYPE_ETHERNET); // 1: tcpdump.org's LINKTYPE_ETHERNET
+ * await Deno.remove(path);
+ * ```
+ */
 export const LINKTYPE_ETHERNET = 1;
 
 /**

@@ -11,7 +11,7 @@
  * narrower writes are ignored.
  *
  * Transmit runs as deferred work after a TDT or TCTL write, in batches of
- * {@linkcode E1000_TX_BATCH} descriptors, so a register write returns at once
+ * 64 descriptors (`E1000_TX_BATCH`), so a register write returns at once
  * and no ring, however hostile, keeps the device from answering its
  * registers. Receive takes frames from the network one at a time, filters
  * them, and moves them to receive buffers when the guest provides some; the

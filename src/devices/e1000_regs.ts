@@ -233,7 +233,8 @@ export const E1000Status = {
   LU: 0x0000_0002,
   TXOFF: 0x0000_0010,
   SPEED_1000: 0x0000_0080,
-  ASDV_1000: 0x0000_0300,
+  /** ASDV, the auto-speed-detection value field (bits 9:8; 10b is 1000 Mb/s; reset sets 11b as QEMU). */
+  ASDV: 0x0000_0300,
   MTXCKOK: 0x0000_0400,
   GIO_MASTER_ENABLE: 0x0008_0000,
 } as const;
